@@ -1,0 +1,3 @@
+//! Hash-chained JSON-lines audit log writer and verifier.
+
+#![forbid(unsafe_code)]

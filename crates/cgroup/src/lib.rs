@@ -1,0 +1,3 @@
+//! Per-visualization cgroups (v1 and v2): limits, stats, OOM events.
+
+#![forbid(unsafe_code)]

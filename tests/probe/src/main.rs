@@ -1,0 +1,5 @@
+//! The probe: runs inside a sandbox and checks each restriction from inside.
+
+#![forbid(unsafe_code)]
+
+fn main() {}
