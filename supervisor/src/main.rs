@@ -1,5 +1,24 @@
 //! vitrine: a process-isolating supervisor for installation boxes.
+//!
+//! This file only parses the command line and hands each verb to its module under `cmd/`;
+//! `anyhow` lives here, at the edge, and every library below returns typed errors.
 
 #![forbid(unsafe_code)]
 
-fn main() {}
+mod cli;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vitrine: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
