@@ -7,6 +7,7 @@
 
 mod cli;
 mod cmd;
+mod events;
 
 use std::process::ExitCode;
 
