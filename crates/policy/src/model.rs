@@ -355,7 +355,10 @@ pub struct OscConfig {
 pub enum NetRule {
     /// Loopback, RFC 1918, link-local, ULA.
     Local,
-    Cidr { addr: std::net::IpAddr, prefix: u8 },
+    Cidr {
+        addr: std::net::IpAddr,
+        prefix: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
