@@ -189,6 +189,18 @@ impl Router {
             .map(|(i, _)| TargetId(i))
     }
 
+    /// Calls `f` with every visualization that has queued messages and its outbox, without
+    /// allocating (the delivery path runs this after every datagram).
+    pub fn for_each_pending(&mut self, mut f: impl FnMut(TargetId, &mut Outbox)) {
+        for (i, target) in self.targets.iter_mut().enumerate() {
+            if let Some(t) = target
+                && !t.outbox.is_empty()
+            {
+                f(TargetId(i), &mut t.outbox);
+            }
+        }
+    }
+
     /// The outbox of a visualization, for the delivery path to drain.
     pub fn outbox(&mut self, id: TargetId) -> Option<&mut Outbox> {
         self.target_mut(id).map(|t| &mut t.outbox)
