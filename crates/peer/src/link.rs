@@ -1,0 +1,257 @@
+//! A live link: relays OSC from controllers (rate-limited, role-checked), status documents,
+//! rotation statements and keepalives, until either side closes it or it is told to close.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::event::{InboundOsc, PeerEvent};
+use crate::frame::{Frame, Rotate};
+use crate::handshake::Established;
+use crate::id::PeerId;
+use crate::identity::{ed25519_raw_key, verify_signature};
+use crate::proof::rotation_message;
+use crate::shared::{LinkHandle, Shared, lock};
+use crate::trust::Role;
+
+/// How often an idle link is pinged, and after how long without any frame it counts as dead.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+/// Frames queued for sending before `send_osc` reports the link as congested.
+const OUT_QUEUE: usize = 256;
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { rate: f64::from(rate), burst, tokens: burst, last: Instant::now() }
+    }
+
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Registers the link, then runs it in a task. Returns `false` (and closes the connection)
+/// when another link with the same peer wins.
+pub(crate) async fn start(shared: Arc<Shared>, est: Established) -> bool {
+    let peer = est.session.peer;
+    let (out_tx, out_rx) = mpsc::channel::<Frame>(OUT_QUEUE);
+    let (close_tx, close_rx) = watch::channel(None::<String>);
+    let serial = shared.next_serial();
+    let handle = LinkHandle {
+        serial,
+        addr: est.session.addr,
+        dialer: if est.dialed { shared.me() } else { peer },
+        exporter: est.session.exporter,
+        out: out_tx,
+        close: close_tx,
+        since: SystemTime::now(),
+    };
+    if !register(&shared, peer, handle) {
+        let mut pipe = est.pipe;
+        let _ = pipe.send(&Frame::Refused { reason: "already connected".into() }).await;
+        return false;
+    }
+    tokio::spawn(run(shared, est, serial, out_rx, close_rx));
+    true
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    est: Established,
+    serial: u64,
+    mut out_rx: mpsc::Receiver<Frame>,
+    mut close_rx: watch::Receiver<Option<String>>,
+) {
+    let Established { session, name, role, dialed, mut pipe } = est;
+    let peer = session.peer;
+    shared.emit(PeerEvent::Connected {
+        peer,
+        name: name.clone(),
+        role,
+        addr: session.addr,
+        dialed,
+    });
+    let mut bucket = Bucket::new(shared.cfg.osc_rate, shared.cfg.osc_burst);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_rx = Instant::now();
+    let mut seq = 0u64;
+    let reason = loop {
+        tokio::select! {
+            _ = close_rx.changed() => {
+                let reason = close_rx.borrow().clone().unwrap_or_else(|| "closed".into());
+                let _ = pipe.send(&Frame::Refused { reason: reason.clone() }).await;
+                break reason;
+            }
+            out = out_rx.recv() => match out {
+                Some(frame) => if let Err(e) = pipe.send(&frame).await { break e.to_string() },
+                None => break "closed".into(),
+            },
+            _ = ping.tick() => {
+                if last_rx.elapsed() > DEAD_AFTER {
+                    break "no answer to pings".into();
+                }
+                seq += 1;
+                if let Err(e) = pipe.send(&Frame::Ping(seq)).await { break e.to_string() }
+            }
+            inbound = pipe.frames.recv() => match inbound {
+                None => break "connection closed".into(),
+                Some(Err(e)) => break e.to_string(),
+                Some(Ok(frame)) => {
+                    last_rx = Instant::now();
+                    match on_frame(&shared, peer, &name, &session.spki, &session.exporter, frame, &mut bucket) {
+                        Ok(Some(reply)) => if let Err(e) = pipe.send(&reply).await { break e.to_string() },
+                        Ok(None) => {}
+                        Err(reason) => {
+                            let _ = pipe.send(&Frame::Refused { reason: reason.clone() }).await;
+                            break reason;
+                        }
+                    }
+                }
+            },
+        }
+    };
+    let _ = pipe.writer.shutdown().await;
+    let removed = {
+        let mut links = lock(&shared.links);
+        let ours = links.get(&peer).is_some_and(|l| l.serial == serial);
+        if ours {
+            links.remove(&peer);
+        }
+        ours
+    };
+    if removed {
+        shared.emit(PeerEvent::Disconnected { peer, reason });
+    }
+}
+
+/// Adds the link to the registry. Of two links with the same peer (both boxes dialed at once),
+/// both boxes keep the one dialed by the smaller ID, so they agree without talking.
+fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> bool {
+    let mut links = lock(&shared.links);
+    if let Some(old) = links.get(&peer) {
+        let keep_old = old.dialer != handle.dialer && old.dialer < handle.dialer;
+        if keep_old {
+            return false;
+        }
+        old.close.send_replace(Some("replaced by a newer link".into()));
+    }
+    links.insert(peer, handle);
+    true
+}
+
+/// Handles one inbound frame; `Ok(Some(_))` is a reply, `Err` a reason to close.
+fn on_frame(
+    shared: &Shared,
+    peer: PeerId,
+    name: &str,
+    spki: &[u8],
+    exporter: &[u8; 32],
+    frame: Frame,
+    bucket: &mut Bucket,
+) -> Result<Option<Frame>, String> {
+    match frame {
+        Frame::Osc(packet) => {
+            match shared.role_of(&peer) {
+                Some(Role::Controller) => {}
+                Some(Role::Observer) => {
+                    return Err(violation(shared, peer, "OSC from an observer"));
+                }
+                None => return Err("no longer trusted".into()),
+            }
+            if !bucket.take(Instant::now()) {
+                return Err(violation(shared, peer, "OSC rate limit exceeded"));
+            }
+            let msg = InboundOsc { peer, name: name.to_owned(), packet, received: Instant::now() };
+            if shared.osc.try_send(msg).is_err() {
+                shared.osc_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(None)
+        }
+        Frame::Status(payload) => {
+            shared.emit(PeerEvent::Status { peer, payload });
+            Ok(None)
+        }
+        Frame::Rotate(r) => {
+            on_rotate(shared, peer, spki, exporter, &r).map(|()| Some(Frame::RotateAck))
+        }
+        Frame::RotateAck => {
+            if let Some(tx) = lock(&shared.rotate_acks).remove(&peer) {
+                let _ = tx.send(());
+            }
+            Ok(None)
+        }
+        Frame::Ping(n) => Ok(Some(Frame::Pong(n))),
+        Frame::Pong(_) => Ok(None),
+        Frame::Refused { reason } => Err(format!("closed by peer: {reason}")),
+        other => Err(format!("unexpected {} frame on a live link", other.kind())),
+    }
+}
+
+/// A peer's old key vouches for its new key: check the statement, then move the pin.
+fn on_rotate(
+    shared: &Shared,
+    peer: PeerId,
+    spki: &[u8],
+    exporter: &[u8; 32],
+    r: &Rotate,
+) -> Result<(), String> {
+    if ed25519_raw_key(&r.spki).is_none() {
+        return Err(violation(shared, peer, "rotation to a key that is not Ed25519"));
+    }
+    if !verify_signature(spki, &rotation_message(&r.spki, exporter), &r.signature) {
+        return Err(violation(shared, peer, "rotation statement with a bad signature"));
+    }
+    let new = PeerId::from_spki(&r.spki);
+    let grace = shared.cfg.rotation_grace;
+    let moved = shared
+        .modify_trust(|s| s.rotate(&peer, new, SystemTime::now(), grace))
+        .map_err(|e| format!("cannot record the rotation: {e}"))?;
+    if !moved {
+        return Err("rotation from a key that is not the current pin".into());
+    }
+    shared.emit(PeerEvent::PeerRotated { old: peer, new });
+    Ok(())
+}
+
+/// Bans the peer for the configured cooldown, reports it, and returns the close reason.
+fn violation(shared: &Shared, peer: PeerId, what: &str) -> String {
+    shared.ban(peer);
+    shared.emit(PeerEvent::Violation { peer, what: what.to_owned(), banned_for: shared.cfg.ban });
+    what.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(10, 3);
+        b.last = t0;
+        assert!((0..3).all(|_| b.take(t0)));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+    }
+}

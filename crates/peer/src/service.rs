@@ -1,0 +1,445 @@
+//! The peer service: a listener, dialers for known and discovered peers, the trust-store
+//! watcher, and the API the supervisor and the CLI use.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{TcpListener, lookup_host};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::discovery::Discovery;
+use crate::error::PeerError;
+use crate::event::{InboundOsc, PeerEvent};
+use crate::frame::{Frame, Rotate};
+use crate::handshake;
+use crate::id::PeerId;
+use crate::identity::Identity;
+use crate::link;
+use crate::proof::rotation_message;
+use crate::shared::{
+    IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
+};
+use crate::trust::{Role, Standing, TrustStore};
+
+/// How often the trust store is re-read and the dialers look for work.
+const TICK: Duration = Duration::from_secs(1);
+/// Backoff between failed dials of one target.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long a rotation waits for each peer to confirm the new pin.
+const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The receiving ends the supervisor consumes.
+#[derive(Debug)]
+pub struct PeerChannels {
+    pub events: mpsc::UnboundedReceiver<PeerEvent>,
+    pub osc: mpsc::Receiver<InboundOsc>,
+}
+
+/// A trusted peer as `vitrine peers list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub name: String,
+    pub role: Role,
+    pub addresses: Vec<String>,
+    /// Where the live link goes and since when, when there is one.
+    pub connected: Option<(SocketAddr, SystemTime)>,
+}
+
+/// A pairing waiting for `vitrine peers accept ID --code N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPairing {
+    pub peer: PeerId,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub code: u32,
+}
+
+/// The result of rotating this box's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    pub old: PeerId,
+    pub new: PeerId,
+    /// Peers that re-pinned the new key.
+    pub vouched: Vec<PeerId>,
+    /// Live peers that did not confirm in time; they will see the new key as a stranger.
+    pub missed: Vec<PeerId>,
+}
+
+/// A running peer service. Dropping it without [`PeerService::shutdown`] aborts its tasks.
+#[derive(Debug)]
+pub struct PeerService {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _discovery: Option<Discovery>,
+}
+
+impl Drop for PeerService {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl PeerService {
+    /// Binds the listener, loads the trust store and starts the background tasks.
+    pub async fn start(
+        cfg: PeerConfig,
+        identity: Identity,
+        source: IdentitySource,
+    ) -> Result<(Self, PeerChannels), PeerError> {
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| PeerError::Listen { addr: cfg.listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| PeerError::Listen { addr: cfg.listen, source })?;
+        let store = TrustStore::load(&cfg.trust_path)?;
+        let seen = std::fs::read_to_string(&cfg.trust_path).ok();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (osc_tx, osc) = mpsc::channel(1024);
+        let identity = Arc::new(identity);
+        let gate = Arc::new(LateGate::default());
+        let configs = TlsConfigs::build(&identity, gate.clone())?;
+        let shared = Arc::new(Shared {
+            cfg,
+            source,
+            gate: gate.clone(),
+            identity: RwLock::new(identity.clone()),
+            tls: RwLock::new(configs),
+            trust: Mutex::new(TrustState { store, seen }),
+            links: Mutex::default(),
+            bans: Mutex::default(),
+            pairing: Mutex::new(Pairing::default()),
+            rotate_acks: Mutex::default(),
+            discovered: Mutex::default(),
+            events: events_tx,
+            osc: osc_tx,
+            osc_dropped: AtomicU64::new(0),
+            next_serial: AtomicU64::new(0),
+        });
+        gate.bind(&shared);
+        let (stop, stop_rx) = watch::channel(false);
+        let discovery =
+            if shared.cfg.mdns { Some(Discovery::start(&shared, local_addr)?) } else { None };
+        let tasks = vec![
+            tokio::spawn(accept_loop(shared.clone(), listener, stop_rx.clone())),
+            tokio::spawn(maintain_loop(shared.clone(), stop_rx)),
+        ];
+        tracing::info!(id = %identity.id(), %local_addr, "peer service listening");
+        Ok((
+            Self { shared, local_addr, stop, tasks, _discovery: discovery },
+            PeerChannels { events, osc },
+        ))
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.shared.me()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Dials `addr` once and runs the link in the background; returns the peer once the link
+    /// is up (for a pairing: once both humans confirmed).
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerId, PeerError> {
+        connect_and_run(&self.shared, addr).await
+    }
+
+    /// The trust store with the live links.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let store = lock(&self.shared.trust).store.clone();
+        let links = lock(&self.shared.links);
+        store
+            .peers
+            .iter()
+            .map(|e| PeerInfo {
+                id: e.id,
+                name: e.name.clone(),
+                role: e.role,
+                addresses: e.addresses.clone(),
+                connected: links.get(&e.id).map(|l| (l.addr, l.since)),
+            })
+            .collect()
+    }
+
+    /// IDs with a live link.
+    pub fn connected(&self) -> Vec<PeerId> {
+        lock(&self.shared.links).keys().copied().collect()
+    }
+
+    /// Opens the pairing window (`PeerConfig::pairing_window`); strangers may now connect and
+    /// get a code. The window closes by itself.
+    pub fn open_pairing(&self) {
+        let until = Instant::now() + self.shared.cfg.pairing_window;
+        lock(&self.shared.pairing).open_until = Some(until);
+    }
+
+    pub fn close_pairing(&self) {
+        let mut p = lock(&self.shared.pairing);
+        p.open_until = None;
+        p.sessions.clear();
+    }
+
+    pub fn pending_pairings(&self) -> Vec<PendingPairing> {
+        let p = lock(&self.shared.pairing);
+        p.sessions
+            .iter()
+            .map(|(id, s)| PendingPairing {
+                peer: *id,
+                name: s.name.clone(),
+                addr: s.addr,
+                code: s.code,
+            })
+            .collect()
+    }
+
+    /// Confirms a pairing with the code shown on both boxes. A wrong code cancels it.
+    pub fn accept(&self, peer: &PeerId, code: u32, role: Role) -> Result<(), PeerError> {
+        let session =
+            lock(&self.shared.pairing).sessions.remove(peer).ok_or(PeerError::NoPairing(*peer))?;
+        if session.code != code {
+            // Dropping the sender ends the pairing on both boxes.
+            return Err(PeerError::WrongCode(*peer));
+        }
+        let _ = session.accept.send(role);
+        Ok(())
+    }
+
+    /// Removes the pin, records the refusal, and closes the live link at once.
+    pub fn forget(&self, peer: &PeerId) -> Result<bool, PeerError> {
+        let existed = self.shared.modify_trust(|s| s.forget(peer, SystemTime::now()))?;
+        self.shared.close_link(peer, "forgotten");
+        self.shared.emit(PeerEvent::Forgotten { peer: *peer });
+        Ok(existed)
+    }
+
+    /// Relays an OSC packet to a peer (which accepts it only if it gave us the controller role).
+    pub fn send_osc(&self, peer: &PeerId, packet: Vec<u8>) -> Result<(), PeerError> {
+        self.send(peer, Frame::Osc(packet))
+    }
+
+    /// Sends a status document to every live peer.
+    pub fn broadcast_status(&self, payload: &[u8]) {
+        for l in lock(&self.shared.links).values() {
+            let _ = l.out.try_send(Frame::Status(payload.to_vec()));
+        }
+    }
+
+    fn send(&self, peer: &PeerId, frame: Frame) -> Result<(), PeerError> {
+        let links = lock(&self.shared.links);
+        let link = links.get(peer).ok_or(PeerError::NotConnected(*peer))?;
+        link.out.try_send(frame).map_err(|_| PeerError::NotConnected(*peer))
+    }
+
+    /// OSC packets dropped because the supervisor did not keep up.
+    pub fn osc_dropped(&self) -> u64 {
+        self.shared.osc_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Replaces this box's key. The old key vouches for the new one over every live link;
+    /// then the new identity is saved and every link is re-established with it.
+    pub async fn rotate(&self) -> Result<RotationReport, PeerError> {
+        if matches!(self.shared.source, IdentitySource::Credential) {
+            return Err(PeerError::CredentialIdentity(crate::identity::CREDENTIAL_IDENTITY));
+        }
+        let old = self.shared.identity();
+        let new = Identity::generate()?;
+        let mut waiting = Vec::new();
+        let links: Vec<_> = lock(&self.shared.links)
+            .iter()
+            .map(|(id, l)| (*id, l.exporter, l.out.clone()))
+            .collect();
+        for (peer, exporter, out) in links {
+            let signature = old.sign(&rotation_message(new.spki(), &exporter));
+            let (tx, rx) = oneshot::channel();
+            lock(&self.shared.rotate_acks).insert(peer, tx);
+            let frame = Frame::Rotate(Rotate { spki: new.spki().to_vec(), signature });
+            if out.send(frame).await.is_ok() {
+                waiting.push((peer, rx));
+            }
+        }
+        let mut report =
+            RotationReport { old: old.id(), new: new.id(), vouched: vec![], missed: vec![] };
+        for (peer, rx) in waiting {
+            match tokio::time::timeout(ROTATE_ACK_TIMEOUT, rx).await {
+                Ok(Ok(())) => report.vouched.push(peer),
+                _ => report.missed.push(peer),
+            }
+        }
+        if let IdentitySource::Files(opts) = &self.shared.source {
+            new.save(opts)?;
+        }
+        let configs = self.shared.tls_for(&new)?;
+        *self.shared.identity.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(new);
+        *self.shared.tls.write().unwrap_or_else(std::sync::PoisonError::into_inner) = configs;
+        let ids: Vec<PeerId> = lock(&self.shared.links).keys().copied().collect();
+        for id in ids {
+            self.shared.close_link(&id, "identity rotated");
+        }
+        self.shared.emit(PeerEvent::IdentityRotated {
+            old: report.old,
+            new: report.new,
+            vouched: report.vouched.clone(),
+        });
+        Ok(report)
+    }
+
+    /// Stops accepting and dialing and closes every link.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        let ids: Vec<PeerId> = lock(&self.shared.links).keys().copied().collect();
+        for id in ids {
+            self.shared.close_link(&id, "shutting down");
+        }
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn connect_and_run(shared: &Arc<Shared>, addr: SocketAddr) -> Result<PeerId, PeerError> {
+    match handshake::dial(shared, addr).await {
+        Ok(est) => {
+            let peer = est.session.peer;
+            let _ = shared.modify_trust(|s| s.note_address(&peer, &addr.to_string()));
+            if link::start(shared.clone(), est).await {
+                Ok(peer)
+            } else {
+                Err(PeerError::Refused { addr, reason: "already connected".into() })
+            }
+        }
+        Err(e) => {
+            shared.emit(PeerEvent::HandshakeFailed { peer: None, addr, reason: error_chain(&e) });
+            Err(e)
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok((tcp, addr)) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        match handshake::accept(&shared, tcp, addr).await {
+                            Ok(est) => {
+                                link::start(shared, est).await;
+                            }
+                            Err(e) => shared.emit(PeerEvent::HandshakeFailed { peer: None, addr, reason: error_chain(&e) }),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Where to dial, and how patiently.
+struct Target {
+    next: Instant,
+    backoff: Duration,
+    busy: bool,
+}
+
+/// Re-reads the trust store and keeps links to every reachable trusted peer.
+async fn maintain_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let targets: Arc<Mutex<HashMap<SocketAddr, Target>>> = Arc::default();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        if shared.reload_trust_if_changed().is_some() {
+            shared.close_untrusted_links();
+        }
+        for addr in wanted_addresses(&shared).await {
+            let mut t = lock(&targets);
+            let entry = t.entry(addr).or_insert(Target {
+                next: Instant::now(),
+                backoff: BACKOFF_MIN,
+                busy: false,
+            });
+            if entry.busy || entry.next > Instant::now() {
+                continue;
+            }
+            entry.busy = true;
+            drop(t);
+            let (shared, targets) = (shared.clone(), targets.clone());
+            tokio::spawn(async move {
+                let ok = connect_and_run(&shared, addr).await.is_ok();
+                let mut t = lock(&targets);
+                if let Some(e) = t.get_mut(&addr) {
+                    e.busy = false;
+                    e.backoff = if ok { BACKOFF_MIN } else { (e.backoff * 2).min(BACKOFF_MAX) };
+                    e.next = Instant::now() + e.backoff;
+                }
+            });
+        }
+    }
+}
+
+/// Addresses worth dialing now: static peers and pinned peers' addresses that have no live
+/// link, and discovered peers this box may admit. Of two discovered boxes only the one with
+/// the smaller ID dials, so they do not race.
+async fn wanted_addresses(shared: &Arc<Shared>) -> Vec<SocketAddr> {
+    let me = shared.me();
+    let connected: Vec<PeerId> = lock(&shared.links).keys().copied().collect();
+    let connected_addrs: Vec<SocketAddr> = lock(&shared.links).values().map(|l| l.addr).collect();
+    let mut out = Vec::new();
+    for spec in &shared.cfg.static_peers {
+        if let Ok(addrs) = lookup_host(spec.as_str()).await {
+            out.extend(addrs.take(1).filter(|a| !connected_addrs.contains(a)));
+        }
+    }
+    let store = lock(&shared.trust).store.clone();
+    let discovered = lock(&shared.discovered).clone();
+    for e in store.peers.iter().filter(|e| !connected.contains(&e.id)) {
+        if let Some(a) = e.addresses.iter().find_map(|a| a.parse::<SocketAddr>().ok()) {
+            out.push(a);
+        }
+    }
+    for (id, addrs) in discovered {
+        let admissible = match store.standing(&id, SystemTime::now()) {
+            Standing::Pinned(_) | Standing::Previous(_) => true,
+            Standing::Stranger => shared.cfg.site_key.is_some() || shared.pairing_open(),
+            Standing::Forgotten => false,
+        };
+        if admissible && me < id && !connected.contains(&id) && !shared.banned(&id) {
+            out.extend(addrs.first().copied());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The error with its sources, for events and logs.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}

@@ -1,0 +1,436 @@
+//! The trust store, `state_dir/peers.toml`: which peers this box trusts, in which role, and
+//! which it was told to forget.
+//!
+//! The file is meant to be read and edited by people: a `[[peer]]` table is a pin, a
+//! `[[forgotten]]` table a standing refusal that discovery and the site key cannot undo (only a
+//! new human pairing, or deleting the record by hand, can). Every write goes through a
+//! temporary file and a rename, so the daemon never reads half a file.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::id::PeerId;
+use crate::identity::{IdentityError, write_private};
+
+/// What a trusted peer may do on this box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May send OSC to this box's visualizations and read status.
+    Controller,
+    /// May read status only; OSC from it is a violation.
+    Observer,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Controller => "controller",
+            Role::Observer => "observer",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "controller" => Ok(Role::Controller),
+            "observer" => Ok(Role::Observer),
+            _ => Err(format!("unknown role '{s}': use \"controller\" or \"observer\"")),
+        }
+    }
+}
+
+/// A pinned peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerEntry {
+    pub id: PeerId,
+    pub name: String,
+    pub role: Role,
+    pub added: SystemTime,
+    /// Where to dial it (`host:port`); discovery may find it elsewhere.
+    pub addresses: Vec<String>,
+    /// Keys the peer rotated away from, still accepted until their grace period ends.
+    pub previous: Vec<PreviousKey>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousKey {
+    pub id: PeerId,
+    pub until: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forgotten {
+    pub id: PeerId,
+    pub at: SystemTime,
+}
+
+/// How the trust store sees a presented key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    /// The current pin of this entry.
+    Pinned(PeerEntry),
+    /// A key this entry rotated away from, inside its grace period.
+    Previous(PeerEntry),
+    Forgotten,
+    Stranger,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("{path}:{line}:{col}: error: {message}")]
+    Parse { path: PathBuf, line: usize, col: usize, message: String },
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the trust store")]
+    Write(#[source] IdentityError),
+}
+
+/// The parsed `peers.toml`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustStore {
+    pub peers: Vec<PeerEntry>,
+    pub forgotten: Vec<Forgotten>,
+}
+
+impl TrustStore {
+    /// Reads the store; a missing file is an empty store.
+    pub fn load(path: &Path) -> Result<Self, TrustError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(TrustError::Read { path: path.to_owned(), source }),
+        }
+    }
+
+    /// Parses the text of a store; errors name `path:line:col`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, TrustError> {
+        let raw: RawStore = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            parse_error(path, text, at, e.message().to_owned())
+        })?;
+        let at_err = |at: usize, msg: String| parse_error(path, text, at, msg);
+        let mut store = TrustStore::default();
+        for p in raw.peer {
+            let id = parse_id(&p.id).map_err(|m| at_err(p.id.span().start, m))?;
+            let added = parse_time(&p.added).map_err(|m| at_err(p.added.span().start, m))?;
+            let mut previous = Vec::new();
+            for k in p.previous {
+                let pid = parse_id(&k.id).map_err(|m| at_err(k.id.span().start, m))?;
+                let until = parse_time(&k.until).map_err(|m| at_err(k.until.span().start, m))?;
+                previous.push(PreviousKey { id: pid, until });
+            }
+            if store.peers.iter().any(|e| e.id == id) {
+                return Err(at_err(p.id.span().start, format!("peer {id} is pinned twice")));
+            }
+            store.peers.push(PeerEntry {
+                id,
+                name: p.name,
+                role: p.role,
+                added,
+                addresses: p.addresses,
+                previous,
+            });
+        }
+        for f in raw.forgotten {
+            let id = parse_id(&f.id).map_err(|m| at_err(f.id.span().start, m))?;
+            let at = parse_time(&f.at).map_err(|m| at_err(f.at.span().start, m))?;
+            if store.peers.iter().any(|e| e.id == id) {
+                return Err(at_err(
+                    f.id.span().start,
+                    format!(
+                        "peer {id} is both pinned and forgotten; delete this [[forgotten]] entry to trust it again, or its [[peer]] entry to keep refusing it"
+                    ),
+                ));
+            }
+            store.forgotten.push(Forgotten { id, at });
+        }
+        Ok(store)
+    }
+
+    /// Writes the store atomically (temporary file + rename).
+    pub fn save(&self, path: &Path) -> Result<(), TrustError> {
+        write_private(path, self.to_toml().as_bytes()).map_err(TrustError::Write)
+    }
+
+    pub fn to_toml(&self) -> String {
+        let raw = OutStore {
+            peer: self.peers.iter().map(OutPeer::from).collect(),
+            forgotten: self
+                .forgotten
+                .iter()
+                .map(|f| OutForgotten { id: f.id.to_string(), at: fmt_time(f.at) })
+                .collect(),
+        };
+        let body = toml::to_string(&raw).unwrap_or_default();
+        format!("{HEADER}{body}")
+    }
+
+    /// How `id` stands at `now`.
+    pub fn standing(&self, id: &PeerId, now: SystemTime) -> Standing {
+        if let Some(e) = self.peers.iter().find(|e| e.id == *id) {
+            return Standing::Pinned(e.clone());
+        }
+        if let Some(e) =
+            self.peers.iter().find(|e| e.previous.iter().any(|k| k.id == *id && k.until > now))
+        {
+            return Standing::Previous(e.clone());
+        }
+        if self.forgotten.iter().any(|f| f.id == *id) {
+            return Standing::Forgotten;
+        }
+        Standing::Stranger
+    }
+
+    /// Pins a peer. A human pairing clears a forgotten record; callers on the automatic
+    /// (site key) path must check [`Standing::Forgotten`] first.
+    pub fn pin(&mut self, entry: PeerEntry) {
+        self.forgotten.retain(|f| f.id != entry.id);
+        self.peers.retain(|e| e.id != entry.id);
+        self.peers.push(entry);
+    }
+
+    /// Removes the pin (and any previous keys) and records the refusal. Returns whether a pin
+    /// existed.
+    pub fn forget(&mut self, id: &PeerId, now: SystemTime) -> bool {
+        let before = self.peers.len();
+        let mut ids = vec![*id];
+        for e in self.peers.iter().filter(|e| e.id == *id) {
+            ids.extend(e.previous.iter().map(|k| k.id));
+        }
+        self.peers.retain(|e| e.id != *id);
+        for i in ids {
+            if !self.forgotten.iter().any(|f| f.id == i) {
+                self.forgotten.push(Forgotten { id: i, at: now });
+            }
+        }
+        self.peers.len() != before
+    }
+
+    /// Replaces `old` by `new` in its entry, keeping `old` acceptable for `grace`.
+    pub fn rotate(&mut self, old: &PeerId, new: PeerId, now: SystemTime, grace: Duration) -> bool {
+        let Some(e) = self.peers.iter_mut().find(|e| e.id == *old) else { return false };
+        e.previous.retain(|k| k.until > now);
+        e.previous.push(PreviousKey { id: *old, until: now + grace });
+        e.id = new;
+        true
+    }
+
+    /// Records an address at which a pinned peer was reached, newest first, a few at most.
+    pub fn note_address(&mut self, id: &PeerId, addr: &str) -> bool {
+        let Some(e) = self.peers.iter_mut().find(|e| e.id == *id) else { return false };
+        if e.addresses.first().is_some_and(|a| a == addr) {
+            return false;
+        }
+        e.addresses.retain(|a| a != addr);
+        e.addresses.insert(0, addr.to_owned());
+        e.addresses.truncate(4);
+        true
+    }
+}
+
+const HEADER: &str = "\
+# vitrine trust store: the peers this box trusts.
+# [[peer]] pins a key (id = SHA-256 of its public key); role = \"controller\" may send OSC,
+# \"observer\" may read status only. [[forgotten]] refuses a key until a new pairing.
+# Edits take effect within seconds; live links of removed peers are closed.
+
+";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default)]
+    peer: Vec<RawPeer>,
+    #[serde(default)]
+    forgotten: Vec<RawForgotten>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: Spanned<String>,
+    #[serde(default)]
+    name: String,
+    role: Role,
+    added: Spanned<String>,
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(default)]
+    previous: Vec<RawPrevious>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrevious {
+    id: Spanned<String>,
+    until: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForgotten {
+    id: Spanned<String>,
+    at: Spanned<String>,
+}
+
+#[derive(Serialize)]
+struct OutStore {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    peer: Vec<OutPeer>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    forgotten: Vec<OutForgotten>,
+}
+
+#[derive(Serialize)]
+struct OutPeer {
+    id: String,
+    name: String,
+    role: Role,
+    added: String,
+    addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    previous: Vec<OutPrevious>,
+}
+
+#[derive(Serialize)]
+struct OutPrevious {
+    id: String,
+    until: String,
+}
+
+#[derive(Serialize)]
+struct OutForgotten {
+    id: String,
+    at: String,
+}
+
+impl From<&PeerEntry> for OutPeer {
+    fn from(e: &PeerEntry) -> Self {
+        OutPeer {
+            id: e.id.to_string(),
+            name: e.name.clone(),
+            role: e.role,
+            added: fmt_time(e.added),
+            addresses: e.addresses.clone(),
+            previous: e
+                .previous
+                .iter()
+                .map(|k| OutPrevious { id: k.id.to_string(), until: fmt_time(k.until) })
+                .collect(),
+        }
+    }
+}
+
+pub fn fmt_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn parse_time(s: &Spanned<String>) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.get_ref())
+        .map_err(|e| format!("'{}' is not a time like 2026-01-31T12:00:00Z ({e})", s.get_ref()))
+}
+
+fn parse_id(s: &Spanned<String>) -> Result<PeerId, String> {
+    s.get_ref().parse::<PeerId>().map_err(|e| format!("invalid peer id: {e}"))
+}
+
+fn parse_error(path: &Path, text: &str, at: usize, message: String) -> TrustError {
+    let at = at.min(text.len());
+    let before = text.get(..at).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    TrustError::Parse { path: path.to_owned(), line, col, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> PeerId {
+        PeerId::from_bytes([n; 32])
+    }
+
+    fn entry(n: u8) -> PeerEntry {
+        PeerEntry {
+            id: id(n),
+            name: format!("box-{n}"),
+            role: Role::Observer,
+            added: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            addresses: vec!["10.0.0.2:7447".into()],
+            previous: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.pin(entry(2));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        assert!(s.forget(&id(2), now));
+        assert!(s.rotate(&id(1), id(3), now, Duration::from_secs(7 * 86400)));
+        let text = s.to_toml();
+        let back = TrustStore::parse(Path::new("peers.toml"), &text).unwrap();
+        assert_eq!(back, s);
+        assert!(matches!(back.standing(&id(3), now), Standing::Pinned(_)));
+        assert!(matches!(back.standing(&id(1), now), Standing::Previous(_)));
+        let later = now + Duration::from_secs(8 * 86400);
+        assert_eq!(back.standing(&id(1), later), Standing::Stranger);
+        assert_eq!(back.standing(&id(2), now), Standing::Forgotten);
+        assert_eq!(back.standing(&id(9), now), Standing::Stranger);
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let text = format!(
+            "[[peer]]\nid = \"{}\"\nrole = \"observer\"\nadded = \"2026-01-01T00:00:00Z\"\nnmae = \"x\"\n",
+            id(1)
+        );
+        let err = TrustStore::parse(Path::new("/s/peers.toml"), &text).unwrap_err().to_string();
+        assert!(err.starts_with("/s/peers.toml:"), "{err}");
+        assert!(err.contains("nmae"), "{err}");
+        let text =
+            "[[peer]]\nid = \"ABCD\"\nrole = \"observer\"\nadded = \"2026-01-01T00:00:00Z\"\n";
+        let err = TrustStore::parse(Path::new("p"), text).unwrap_err().to_string();
+        assert!(err.starts_with("p:2:6: error: invalid peer id"), "{err}");
+        let text = format!(
+            "[[peer]]\nid = \"{}\"\nrole = \"boss\"\nadded = \"2026-01-01T00:00:00Z\"\n",
+            id(1)
+        );
+        let err = TrustStore::parse(Path::new("p"), &text).unwrap_err().to_string();
+        assert!(err.starts_with("p:3:"), "{err}");
+    }
+
+    #[test]
+    fn pinned_and_forgotten_at_once_is_an_error() {
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        let mut text = s.to_toml();
+        text.push_str(&format!(
+            "\n[[forgotten]]\nid = \"{}\"\nat = \"2026-01-01T00:00:00Z\"\n",
+            id(1)
+        ));
+        let err = TrustStore::parse(Path::new("p"), &text).unwrap_err().to_string();
+        assert!(err.contains("both pinned and forgotten"), "{err}");
+    }
+
+    #[test]
+    fn pairing_clears_forgotten_and_save_is_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peers.toml");
+        let mut s = TrustStore::default();
+        s.forget(&id(1), SystemTime::now());
+        s.pin(entry(1));
+        assert!(s.forgotten.is_empty());
+        s.save(&path).unwrap();
+        assert_eq!(TrustStore::load(&path).unwrap(), s);
+        assert!(!dir.path().join("peers.tmp").exists());
+        assert_eq!(TrustStore::load(&dir.path().join("none.toml")).unwrap(), TrustStore::default());
+    }
+}

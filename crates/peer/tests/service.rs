@@ -1,0 +1,213 @@
+//! The peer service end to end on 127.0.0.1: the trust-on-first-connection flows, forget,
+
+#![allow(clippy::unwrap_used)]
+//! rotation, role checks and refusals.
+
+mod common;
+
+use common::*;
+use vitrine_peer::{Identity, PeerError, PeerEvent, PinVia, Role, Standing};
+
+const SITE: &[u8] = b"the-museum-site-key-2026";
+
+#[tokio::test]
+async fn hand_pins_link_and_relay_osc_from_a_controller() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    let mut a = start(Setup { identity: ia, ..Setup::new("a") }.pin(idb, Role::Controller)).await;
+    let mut b = start(Setup { identity: ib, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
+    assert_eq!(b.svc.connect(a.svc.local_addr()).await.unwrap(), ida);
+    a.wait("connected", is_connected(idb)).await;
+    b.svc.send_osc(&ida, osc_packet()).unwrap();
+    let got = a.recv_osc().await;
+    assert_eq!((got.peer, got.name.as_str(), got.packet), (idb, "b", osc_packet()));
+    // B gave A only the observer role: OSC from A is a violation that ends the link and bans A.
+    a.svc.send_osc(&idb, osc_packet()).unwrap();
+    let v = b.wait("violation", |e| matches!(e, PeerEvent::Violation { .. })).await;
+    assert!(
+        matches!(v, PeerEvent::Violation { peer, ref what, .. } if peer == ida && what.contains("observer"))
+    );
+    a.wait("disconnect", is_disconnected(idb)).await;
+    assert!(b.osc.try_recv().is_err());
+    // The ban refuses A's next attempt during the TLS handshake.
+    assert_refused(a.svc.connect(b.svc.local_addr()).await);
+}
+
+#[tokio::test]
+async fn site_key_pins_strangers_as_observers_on_both_sides() {
+    let mut a = start(Setup::new("a").site(SITE)).await;
+    let mut b = start(Setup::new("b").site(SITE)).await;
+    let (ida, idb) = (a.svc.id(), b.svc.id());
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    let pinned = a.wait("pinned", |e| matches!(e, PeerEvent::Pinned { .. })).await;
+    assert!(
+        matches!(pinned, PeerEvent::Pinned { peer, role: Role::Observer, via: PinVia::SiteKey, .. } if peer == idb)
+    );
+    b.wait("connected", is_connected(ida)).await;
+    let store = a.trust();
+    assert!(
+        matches!(store.standing(&idb, std::time::SystemTime::now()), Standing::Pinned(e) if e.role == Role::Observer && e.name == "b")
+    );
+    let store = b.trust();
+    let entry = store.peers.iter().find(|e| e.id == ida).unwrap();
+    assert_eq!(entry.addresses, vec![a.svc.local_addr().to_string()]);
+    assert_eq!(a.svc.peers()[0].connected.map(|c| c.0.ip()), Some("127.0.0.1".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn wrong_site_key_and_unknown_keys_are_refused() {
+    let mut a = start(Setup::new("a").site(SITE)).await;
+    let b = start(Setup::new("b").site(b"another-site-key-entirely")).await;
+    let err = b.svc.connect(a.svc.local_addr()).await.unwrap_err();
+    assert!(err.to_string().contains("site-key proof failed"), "{err}");
+    a.wait(
+        "refusal",
+        |e| matches!(e, PeerEvent::HandshakeFailed { reason, .. } if reason.contains("site-key")),
+    )
+    .await;
+    assert!(a.trust().peers.is_empty() && b.trust().peers.is_empty());
+    // Without a site key or an open pairing window, a stranger does not even finish TLS.
+    let c = start(Setup::new("c")).await;
+    let d = start(Setup::new("d")).await;
+    assert_refused(d.svc.connect(c.svc.local_addr()).await);
+    assert_refused(c.svc.connect(a.svc.local_addr()).await);
+}
+
+#[tokio::test]
+async fn human_pairing_with_matching_codes() {
+    let mut a = start(Setup::new("a")).await;
+    let mut b = start(Setup::new("b")).await;
+    let (ida, idb) = (a.svc.id(), b.svc.id());
+    a.svc.open_pairing();
+    b.svc.open_pairing();
+    let dial = b.dial(a.svc.local_addr());
+    let code_a = a.pairing_code(idb).await;
+    let code_b = b.pairing_code(ida).await;
+    assert_eq!(code_a, code_b, "both boxes show the same code");
+    assert_eq!(a.svc.pending_pairings()[0].code, code_a);
+    a.svc.accept(&idb, code_a, Role::Controller).unwrap();
+    b.svc.accept(&ida, code_b, Role::Observer).unwrap();
+    assert_eq!(dial.await.unwrap().unwrap(), ida);
+    let pinned = a.wait("pinned", |e| matches!(e, PeerEvent::Pinned { .. })).await;
+    assert!(
+        matches!(pinned, PeerEvent::Pinned { peer, role: Role::Controller, via: PinVia::Pairing, .. } if peer == idb)
+    );
+    a.wait("connected", is_connected(idb)).await;
+    b.svc.send_osc(&ida, osc_packet()).unwrap();
+    assert_eq!(a.recv_osc().await.peer, idb);
+    let b_view = b.trust();
+    assert_eq!(b_view.peers.len(), 1);
+    assert_eq!((b_view.peers[0].id, b_view.peers[0].role), (ida, Role::Observer));
+}
+
+#[tokio::test]
+async fn a_wrong_pairing_code_cancels_the_pairing() {
+    let mut a = start(Setup::new("a")).await;
+    let mut b = start(Setup::new("b")).await;
+    let (ida, idb) = (a.svc.id(), b.svc.id());
+    a.svc.open_pairing();
+    b.svc.open_pairing();
+    let dial = b.dial(a.svc.local_addr());
+    let code = a.pairing_code(idb).await;
+    b.pairing_code(ida).await;
+    let wrong = (code + 1) % 1_000_000;
+    assert!(matches!(a.svc.accept(&idb, wrong, Role::Controller), Err(PeerError::WrongCode(_))));
+    let err = dial.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(a.trust().peers.is_empty() && b.trust().peers.is_empty());
+    // The session is gone: the right code no longer works either.
+    assert!(matches!(a.svc.accept(&idb, code, Role::Controller), Err(PeerError::NoPairing(_))));
+}
+
+#[tokio::test]
+async fn pairing_needs_an_open_window_on_the_accepting_box() {
+    let a = start(Setup::new("a")).await;
+    let b = start(Setup::new("b")).await;
+    b.svc.open_pairing();
+    // A is not pairing: B is an unknown key there and TLS fails.
+    assert_refused(b.svc.connect(a.svc.local_addr()).await);
+}
+
+#[tokio::test]
+async fn forget_closes_the_link_and_refuses_reconnects_even_with_the_site_key() {
+    let mut a = start(Setup::new("a").site(SITE)).await;
+    let mut b = start(Setup::new("b").site(SITE)).await;
+    let (ida, idb) = (a.svc.id(), b.svc.id());
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    assert!(a.svc.forget(&idb).unwrap());
+    a.wait("disconnected", is_disconnected(idb)).await;
+    b.wait("disconnected", is_disconnected(ida)).await;
+    assert_eq!(a.trust().standing(&idb, std::time::SystemTime::now()), Standing::Forgotten);
+    // B still trusts A and still has the site key; A refuses it all the same.
+    assert_refused(b.svc.connect(a.svc.local_addr()).await);
+    assert_refused(a.svc.connect(b.svc.local_addr()).await);
+    // Only a new human pairing clears the record.
+    a.svc.open_pairing();
+    b.svc.open_pairing();
+    let dial = b.dial(a.svc.local_addr());
+    let code = a.pairing_code(idb).await;
+    let code_b = b.pairing_code(ida).await;
+    a.svc.accept(&idb, code, Role::Observer).unwrap();
+    b.svc.accept(&ida, code_b, Role::Observer).unwrap();
+    assert_eq!(dial.await.unwrap().unwrap(), ida);
+    assert!(matches!(a.trust().standing(&idb, std::time::SystemTime::now()), Standing::Pinned(_)));
+}
+
+#[tokio::test]
+async fn hand_edits_of_the_trust_store_apply_to_live_links() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    let mut a = start(Setup { identity: ia, ..Setup::new("a") }.pin(idb, Role::Observer)).await;
+    let mut b = start(Setup { identity: ib, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    // A typo is reported with its position and the old store stays in force.
+    let path = a.trust_path();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("role = ", "rol = ")).unwrap();
+    let failed =
+        a.wait("reload failure", |e| matches!(e, PeerEvent::TrustReloadFailed { .. })).await;
+    assert!(
+        matches!(failed, PeerEvent::TrustReloadFailed { error } if error.contains("peers.toml:"))
+    );
+    assert_eq!(a.svc.connected(), vec![idb]);
+    // Promoting B to controller by hand lets its OSC through.
+    std::fs::write(&path, good.replace("\"observer\"", "\"controller\"")).unwrap();
+    a.wait("reload", |e| matches!(e, PeerEvent::TrustReloaded { .. })).await;
+    b.svc.send_osc(&ida, osc_packet()).unwrap();
+    assert_eq!(a.recv_osc().await.peer, idb);
+    // Deleting the pin by hand closes the link at once.
+    std::fs::write(&path, "").unwrap();
+    a.wait("disconnect", is_disconnected(idb)).await;
+    b.wait("disconnect", is_disconnected(ida)).await;
+}
+
+#[tokio::test]
+async fn rotation_is_accepted_only_when_vouched() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    let mut a = start(Setup { identity: ia, ..Setup::new("a") }.pin(idb, Role::Controller)).await;
+    let b = start(Setup { identity: ib, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    let report = b.svc.rotate().await.unwrap();
+    assert_eq!((report.old, report.vouched.clone(), report.missed.len()), (idb, vec![ida], 0));
+    let new = report.new;
+    assert_ne!(new, idb);
+    assert_eq!(b.svc.id(), new);
+    let rotated = a.wait("peer rotated", |e| matches!(e, PeerEvent::PeerRotated { .. })).await;
+    assert_eq!(rotated, PeerEvent::PeerRotated { old: idb, new });
+    let store = a.trust();
+    let entry = store.peers.iter().find(|e| e.id == new).expect("pin moved to the new key");
+    assert_eq!((entry.role, entry.previous[0].id), (Role::Controller, idb));
+    // The new key connects without any site key or pairing: the old key vouched for it.
+    a.wait("disconnect", is_disconnected(idb)).await;
+    assert_eq!(b.svc.connect(a.svc.local_addr()).await.unwrap(), ida);
+    a.wait("connected with the new key", is_connected(new)).await;
+    b.svc.send_osc(&ida, osc_packet()).unwrap();
+    assert_eq!(a.recv_osc().await.peer, new);
+    // A third box with an unvouched fresh key that claims to be B is a stranger.
+    let c = start(Setup::new("b")).await;
+    assert_refused(c.svc.connect(a.svc.local_addr()).await);
+}
