@@ -174,24 +174,10 @@ fn filesystem_items(it: &mut Items, fs: &Filesystem) {
         .collect();
     it.add(
         (0.5 * writable.len() as f64).min(2.0),
-        format!(
-            "{} read-write grant(s) outside /var/lib/vitrine and the private tmpfs: {}",
-            writable.len(),
-            list(&writable)
-        ),
+        format!("read-write outside /var/lib/vitrine and the private tmpfs: {}", list(&writable)),
     );
-    let sensitive: Vec<&AbsPath> = fs
-        .read
-        .iter()
-        .chain(&fs.exec)
-        .filter(|p| {
-            SENSITIVE.iter().any(|s| {
-                Path::new(s).starts_with(p.as_path())
-                    || (under(p.as_path(), s)
-                        && (under(p.as_path(), "/home") || under(p.as_path(), "/root")))
-            })
-        })
-        .collect();
+    let sensitive: Vec<&AbsPath> =
+        fs.read.iter().chain(&fs.exec).filter(|p| is_sensitive(p.as_path())).collect();
     it.add(
         (1.0 * sensitive.len() as f64).min(2.0),
         format!("reads whole host trees or home directories: {}", list(&sensitive)),
@@ -199,32 +185,40 @@ fn filesystem_items(it: &mut Items, fs: &Filesystem) {
     let wx: Vec<&AbsPath> = fs
         .exec
         .iter()
-        .filter(|e| {
-            fs.read_write.iter().any(|w| {
-                e.as_path().starts_with(w.as_path()) || w.as_path().starts_with(e.as_path())
-            })
-        })
+        .filter(|e| fs.read_write.iter().any(|w| overlaps(e.as_path(), w.as_path())))
         .collect();
     it.add(
         (1.5 * wx.len() as f64).min(3.0),
         format!("writable and executable (can run code it wrote): {}", list(&wx)),
     );
-    let mut dev: f64 = 0.0;
-    let mut named = Vec::new();
-    for d in fs.devices.iter().filter(|d| !HARMLESS_DEVICES.contains(&d.to_string().as_str())) {
-        let s = d.to_string();
-        dev += if s.starts_with("/dev/dri/renderD") {
-            0.5
-        } else if s.starts_with("/dev/input") {
-            1.5
-        } else {
-            1.0
-        };
-        named.push(d);
+    device_items(it, &fs.devices);
+}
+
+/// A grant of a whole sensitive tree (or an ancestor of one), or anything in a home directory.
+fn is_sensitive(p: &Path) -> bool {
+    SENSITIVE.iter().any(|s| Path::new(s).starts_with(p)) || under(p, "/home") || under(p, "/root")
+}
+
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// GPU render nodes count once as a class: a box with four GPUs exposes the same driver surface
+/// as a box with one. Every other device node counts on its own.
+fn device_items(it: &mut Items, devices: &[AbsPath]) {
+    let named: Vec<&AbsPath> =
+        devices.iter().filter(|d| !HARMLESS_DEVICES.contains(&d.to_string().as_str())).collect();
+    let is_render = |d: &&AbsPath| d.to_string().starts_with("/dev/dri/renderD");
+    let mut weight: f64 = if named.iter().any(is_render) { 0.5 } else { 0.0 };
+    for d in named.iter().filter(|d| !is_render(d)) {
+        weight += if under(d.as_path(), "/dev/input") { 1.5 } else { 1.0 };
     }
     it.add(
-        dev.min(3.0),
-        format!("device nodes (GPU render nodes 0.5, input 1.5, others 1.0): {}", list(&named)),
+        weight.min(3.0),
+        format!(
+            "device nodes (render nodes 0.5 together, input 1.5, others 1.0): {}",
+            list(&named)
+        ),
     );
 }
 
@@ -375,12 +369,12 @@ impl fmt::Display for Explanation {
         writeln!(f, "syscalls")?;
         writeln!(
             f,
-            "  profile {} ({}): {} syscalls, {} with argument conditions; action {:?}; extra: {}",
+            "  profile {} ({}): {} syscalls, {} with argument conditions; action {}; extra: {}",
             self.syscall_profile,
             self.syscall_profile_path.display(),
             self.syscall_count,
             self.syscalls_conditional,
-            self.syscall_action,
+            action_word(self.syscall_action),
             if self.syscalls_extra.is_empty() {
                 "none".into()
             } else {
@@ -462,6 +456,14 @@ impl Explanation {
     }
 }
 
+fn action_word(a: SeccompAction) -> &'static str {
+    match a {
+        SeccompAction::Kill => "kill",
+        SeccompAction::Errno => "errno",
+        SeccompAction::Log => "log",
+    }
+}
+
 fn kind(k: &ParamKind) -> String {
     let oor = |o: &OutOfRange| if *o == OutOfRange::Clamp { "clamp" } else { "reject" };
     match k {
@@ -485,3 +487,6 @@ fn kind(k: &ParamKind) -> String {
         ParamKind::Midi => "midi".into(),
     }
 }
+
+#[cfg(test)]
+mod score_tests;

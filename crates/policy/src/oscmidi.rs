@@ -90,7 +90,14 @@ fn param(r: &mut Report<'_>, mut f: Fields<'_, '_>, osc_rate: Option<i64>) -> Op
         r.error(f.at(), "missing required key \"address\" in [[osc.params]]");
     }
     let ty = f.required(r, "type", |r, v| one_of(r, v, keys::PARAM_TYPES));
-    let kind = ty.and_then(|ty| kind(r, &mut f, ty));
+    let kind = match ty {
+        Some(ty) => kind(r, &mut f, ty),
+        None => {
+            // Without a valid type the type-specific keys cannot be judged.
+            f.skip(&["range", "out_of_range", "max_len", "one_of"]);
+            None
+        }
+    };
     let max_rate = f.get(r, "max_rate", |r, v| integer(r, v, 1, 100_000));
     if let (Field::Value(rate, span), Some(limit)) = (&max_rate, osc_rate)
         && *rate > limit

@@ -161,6 +161,11 @@ impl<'a, 'i> Fields<'a, 'i> {
         Some(Fields::open(r, section, table, at))
     }
 
+    /// Marks keys as deliberately not read (their meaning depends on a value that was invalid).
+    pub(crate) fn skip(&mut self, names: &[&'static str]) {
+        self.asked.extend_from_slice(names);
+    }
+
     /// The span of a key's value, whether or not the value is valid.
     pub(crate) fn value_span(&self, name: &str) -> Option<Range<usize>> {
         self.table?.get(name).map(|v| v.span())
