@@ -3,3 +3,5 @@
 //! This is the only crate of vitrine that contains `unsafe`, and only in `sys/`.
 
 #![deny(unsafe_code)]
+
+pub mod verify;
