@@ -92,3 +92,15 @@ pub fn parse_policy_bytes(
     let text = source::text_from_bytes(path, bytes.to_vec())?;
     policy::parse_policy(path, &text, ctx)
 }
+
+/// The fuzzing entry: parses `data` as a policy placed in the repository's policies/examples/
+/// (so that presets and profiles resolve and merging runs) and renders every diagnostic.
+/// It must never panic, whatever the bytes.
+pub fn fuzz_policy(data: &[u8]) {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/examples/fuzz.toml"));
+    let ctx = LoadContext { allow_unsigned: true, system_dirs: Vec::new() };
+    match parse_policy_bytes(data, path, &ctx) {
+        Ok(policy) => drop(explain(&policy).to_string()),
+        Err(diags) => drop(diags.to_string()),
+    }
+}
