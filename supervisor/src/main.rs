@@ -8,6 +8,7 @@
 mod cli;
 mod cmd;
 mod events;
+mod metrics;
 
 use std::process::ExitCode;
 
