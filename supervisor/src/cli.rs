@@ -18,6 +18,10 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The hash-chained audit log: check that no record was edited, removed, inserted or
+    /// reordered.
+    #[command(subcommand)]
+    Audit(crate::cmd::audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
