@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit_log;
 mod cli;
 mod cmd;
 mod events;
