@@ -18,6 +18,9 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// OSC tools: try controllers against policies' `[osc]` schemas without a sandbox.
+    #[command(subcommand)]
+    Osc(OscCommand),
     /// The hash-chained audit log: check that no record was edited, removed, inserted or
     /// reordered.
     #[command(subcommand)]
@@ -44,4 +47,27 @@ pub enum PolicyCommand {
     },
     /// Print the JSON Schema of the policy format (for editors such as taplo).
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OscCommand {
+    /// Validate and route OSC exactly like the daemon, but deliver to local UDP ports instead
+    /// of sandboxed visualizations (nothing is started).
+    Relay {
+        /// UDP address to listen on (repeatable).
+        #[arg(long, required = true)]
+        listen: Vec<std::net::SocketAddr>,
+        /// Serve the OSCQuery description of the policies on this TCP address.
+        #[arg(long)]
+        oscquery: Option<std::net::SocketAddr>,
+        /// Allowed senders: `local` or a CIDR such as 10.0.0.0/8 (repeatable).
+        #[arg(long = "allow-from", default_value = "local")]
+        allow_from: Vec<String>,
+        /// Larger datagrams are refused.
+        #[arg(long, default_value_t = 8192)]
+        max_packet: usize,
+        /// POLICY=PORT: the policy's parameters are delivered to 127.0.0.1:PORT.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
 }

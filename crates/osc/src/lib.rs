@@ -11,6 +11,7 @@
 
 pub mod encode;
 pub mod framing;
+pub mod fuzz;
 pub mod outbox;
 pub mod pattern;
 pub mod rate;

@@ -229,7 +229,9 @@ async fn every_malformed_class_is_dropped_and_counted_while_valid_traffic_arrive
     hub.attach("aurora", &schema("/aurora"), dump.delivery()).unwrap();
     let to = hub.local_addrs()[0];
     let mut deep = packet("/aurora/count", &[Arg::Int(1)]);
-    for _ in 0..3000 {
+    // Deeper than the limit and still under max_packet (thousands deep is `oversized` here and
+    // covered against the decoder itself in vitrine-osc's tests).
+    for _ in 0..6 {
         let mut b = b"#bundle\0\0\0\0\0\0\0\0\x01".to_vec();
         b.extend_from_slice(&(deep.len() as u32).to_be_bytes());
         b.extend_from_slice(&deep);
