@@ -230,12 +230,14 @@ impl Manager {
         if !pids.is_empty() {
             return Err(Error::Busy { path: cgroup.dirs()[0].clone(), pids });
         }
-        for dir in cgroup.dirs() {
-            create_dir(dir)?;
-        }
-        let applied = limits::prepare_cpuset(&cgroup).and_then(|()| limits::apply(&cgroup, limits));
-        if let Err(e) = applied {
-            // Best effort: the error that matters to the user is the limit, not the rmdir.
+        let made = cgroup
+            .dirs()
+            .iter()
+            .try_for_each(|dir| create_dir(dir))
+            .and_then(|()| limits::prepare_cpuset(&cgroup))
+            .and_then(|()| limits::apply(&cgroup, limits));
+        if let Err(e) = made {
+            // Best effort: the error that matters to the user is the first one, not the rmdir.
             let _ = cgroup.remove();
             return Err(e);
         }

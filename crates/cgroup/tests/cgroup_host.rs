@@ -1,5 +1,6 @@
-//! Privileged tests against the host's cgroup hierarchy (v1 here; v2 where `/sys/fs/cgroup` is
-//! cgroup2). Each test uses its own root name, so they run in parallel without interfering.
+//! Privileged tests against the host's cgroup hierarchy: the v1 per-controller hierarchies, or
+//! cgroup v2 where `/sys/fs/cgroup` is cgroup2 (the VM lane). Each test uses its own root name,
+//! so they run in parallel without interfering.
 
 mod common;
 
