@@ -9,6 +9,7 @@ mod audit_log;
 mod cli;
 mod cmd;
 mod events;
+mod launch;
 mod osc;
 mod metrics;
 

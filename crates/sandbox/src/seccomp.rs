@@ -1,0 +1,177 @@
+//! Compiling a policy's seccomp profile into BPF, in the supervisor, once per policy load.
+//!
+//! seccompiler builds the allowlist; vitrine puts its own fixed prologue in front of it:
+//! non-native architectures (`int 0x80`) and x32 syscall numbers are killed outright,
+//! `clone3` and `io_uring_*` fail with ENOSYS (glibc then falls back to `clone`), and the
+//! terminal-injection ioctls `TIOCSTI`/`TIOCLINUX` fail with EPERM whatever the profile says.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::str::FromStr;
+
+use seccompiler::{
+    BpfProgram, SeccompAction as Action, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use syscalls::Sysno;
+use vitrine_policy::{ArgCondition, ArgOp, SeccompAction, Syscalls};
+
+use crate::plan::{SeccompPlan, pack_insn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("unknown syscall `{0}` in the seccomp profile")]
+    UnknownSyscall(String),
+    #[error("invalid condition on `{syscall}`")]
+    Condition { syscall: String, source: seccompiler::BackendError },
+    #[error("seccompiler could not build the filter")]
+    Build(#[source] seccompiler::BackendError),
+}
+
+/// Syscalls that always fail with ENOSYS so that libraries fall back to older interfaces.
+pub const ENOSYS_SYSCALLS: [Sysno; 4] =
+    [Sysno::clone3, Sysno::io_uring_setup, Sysno::io_uring_enter, Sysno::io_uring_register];
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541c;
+
+// Classic BPF opcodes (linux/filter.h).
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x15;
+const JSET_K: u16 = 0x45;
+const JA: u16 = 0x05;
+const RET_K: u16 = 0x06;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_ARG1_LO: u32 = 16 + 8;
+
+/// Compiles the profile and the extra `allow` names. `exec_fd` is the descriptor the shim
+/// executes from: `execveat` on it is always allowed, because exec is the shim's last call
+/// after the filter is installed.
+pub fn compile(syscalls: &Syscalls, exec_fd: i32) -> Result<SeccompPlan, SeccompError> {
+    let mut rules = allowlist(syscalls)?;
+    for sysno in ENOSYS_SYSCALLS {
+        rules.remove(&i64::from(sysno.id()));
+    }
+    let rule_count = rules.len();
+    if let Entry::Vacant(slot) = rules.entry(i64::from(Sysno::execveat.id())) {
+        let cond =
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, exec_fd as u64)
+                .map_err(|source| SeccompError::Condition { syscall: "execveat".into(), source })?;
+        slot.insert(vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?]);
+    }
+    let filter =
+        SeccompFilter::new(rules, mismatch(syscalls.action), Action::Allow, TargetArch::x86_64)
+            .map_err(SeccompError::Build)?;
+    let body = BpfProgram::try_from(filter).map_err(SeccompError::Build)?;
+    let mut program = prologue();
+    program.extend(body.iter().map(|i| pack_insn(i.code, i.jt, i.jf, i.k)));
+    Ok(SeccompPlan { program, rule_count, action: action_name(syscalls.action).to_owned() })
+}
+
+/// The policy's word for what happens outside the allowlist.
+pub fn action_name(action: SeccompAction) -> &'static str {
+    match action {
+        SeccompAction::Kill => "kill",
+        SeccompAction::Errno => "errno",
+        SeccompAction::Log => "log",
+    }
+}
+
+fn mismatch(action: SeccompAction) -> Action {
+    match action {
+        SeccompAction::Kill => Action::KillProcess,
+        SeccompAction::Errno => Action::Errno(libc::EPERM as u32),
+        SeccompAction::Log => Action::Log,
+    }
+}
+
+/// Builds seccompiler's rule map: several rules for one syscall are alternatives, and one
+/// unconditional rule makes the syscall unconditional.
+fn allowlist(syscalls: &Syscalls) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SeccompError> {
+    let mut map: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    for rule in &syscalls.rules {
+        let nr = number(&rule.syscall)?;
+        if rule.args.is_empty() {
+            map.insert(nr, None);
+            continue;
+        }
+        let conds = rule
+            .args
+            .iter()
+            .map(|a| {
+                condition(a).map_err(|source| SeccompError::Condition {
+                    syscall: rule.syscall.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let built = SeccompRule::new(conds).map_err(SeccompError::Build)?;
+        if let Some(alternatives) = map.entry(nr).or_insert_with(|| Some(Vec::new())) {
+            alternatives.push(built);
+        }
+    }
+    for name in &syscalls.allow {
+        map.insert(number(name)?, None);
+    }
+    Ok(map.into_iter().map(|(nr, rules)| (nr, rules.unwrap_or_default())).collect())
+}
+
+fn number(name: &str) -> Result<i64, SeccompError> {
+    Sysno::from_str(name)
+        .map(|s| i64::from(s.id()))
+        .map_err(|_| SeccompError::UnknownSyscall(name.to_owned()))
+}
+
+fn condition(arg: &ArgCondition) -> Result<SeccompCondition, seccompiler::BackendError> {
+    let len = if arg.dword { SeccompCmpArgLen::Dword } else { SeccompCmpArgLen::Qword };
+    let op = match arg.op {
+        ArgOp::Eq => SeccompCmpOp::Eq,
+        ArgOp::Ne => SeccompCmpOp::Ne,
+        ArgOp::Lt => SeccompCmpOp::Lt,
+        ArgOp::Le => SeccompCmpOp::Le,
+        ArgOp::Gt => SeccompCmpOp::Gt,
+        ArgOp::Ge => SeccompCmpOp::Ge,
+        ArgOp::MaskedEq(mask) => SeccompCmpOp::MaskedEq(mask),
+    };
+    SeccompCondition::new(arg.index, len, op, arg.val)
+}
+
+/// The fixed prologue; jump offsets are relative to the next instruction.
+fn prologue() -> Vec<u64> {
+    let enosys: Vec<u32> = ENOSYS_SYSCALLS.iter().map(|s| s.id() as u32).collect();
+    let n = enosys.len();
+    // Layout: 0-5 arch and x32 checks, 6..6+n ENOSYS compares, then the ioctl block (4),
+    // a jump over the two returns, RET ENOSYS, RET EPERM, then seccompiler's program.
+    let ioctl_at = 6 + n;
+    let ja_at = ioctl_at + 4;
+    let ret_enosys = ja_at + 1;
+    let ret_eperm = ja_at + 2;
+    let mut p = vec![
+        pack_insn(LD_W_ABS, 0, 0, OFF_ARCH),
+        pack_insn(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        pack_insn(RET_K, 0, 0, RET_KILL_PROCESS),
+        pack_insn(LD_W_ABS, 0, 0, OFF_NR),
+        pack_insn(JSET_K, 0, 1, X32_SYSCALL_BIT),
+        pack_insn(RET_K, 0, 0, RET_KILL_PROCESS),
+    ];
+    for (i, nr) in enosys.iter().enumerate() {
+        p.push(pack_insn(JEQ_K, (ret_enosys - (6 + i + 1)) as u8, 0, *nr));
+    }
+    p.push(pack_insn(JEQ_K, 0, (ja_at - (ioctl_at + 1)) as u8, Sysno::ioctl.id() as u32));
+    p.push(pack_insn(LD_W_ABS, 0, 0, OFF_ARG1_LO));
+    p.push(pack_insn(JEQ_K, (ret_eperm - (ioctl_at + 3)) as u8, 0, TIOCSTI));
+    p.push(pack_insn(JEQ_K, (ret_eperm - (ioctl_at + 4)) as u8, 0, TIOCLINUX));
+    p.push(pack_insn(JA, 0, 0, 2));
+    p.push(pack_insn(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32));
+    p.push(pack_insn(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32));
+    p
+}
+
+#[cfg(test)]
+#[path = "seccomp_tests.rs"]
+mod tests;

@@ -1,0 +1,205 @@
+//! The one place that creates sandboxed processes (DESIGN §3, supervisor side).
+//!
+//! ```text
+//! let launcher = launch::Launcher::start(launch::Options::default())?;   // owns the spawn thread
+//! let prepared = launch::prepare(&policy, &config)?;   // once per policy load: user, binary
+//!                                                      // verified into a sealed memfd, BPF
+//! let mut child = launcher.spawn(&prepared, launch::Output::Pipe)?;  // blocking, short
+//! eprintln!("{}", child.enforced().summary());         // what is enforced, one line
+//! child.pidfd();                                        // readable when the sandbox ended
+//! child.terminate();                                    // SIGTERM -> shim -> init -> child
+//! child.kill_all();                                     // SIGKILL the whole cgroup
+//! let exit: launch::Exit = child.wait();                // blocking; or try_wait()
+//! ```
+//!
+//! - [`Launcher::start`] starts a dedicated, long-lived thread: the shim's parent-death signal
+//!   is tied to the thread that forked it, so every shim is forked from this one thread. When
+//!   the `Launcher` is dropped, the thread ends and every sandbox it started is killed.
+//! - [`prepare`] does the expensive, policy-level work once; restarts reuse the [`Prepared`]
+//!   (same memfd, same BPF program).
+//! - [`Launcher::spawn`] creates the visualization's cgroup with its limits, forks the shim
+//!   (fd 3 control socket, fd 4 the verified binary, fd 5 the IPC end, empty environment),
+//!   places it in the cgroup before sending the plan (the shim waits for the plan), then reads
+//!   the shim's reports until the visualization was executed or a step failed.
+//! - [`Child::wait`] classifies the end: [`Exit::Clean`], `Code`, `Signal`, `Seccomp` (with the
+//!   syscall's name from the kernel's audit record) or `Oom` (the cgroup's memory events).
+//!
+//! Everything here is blocking; async callers use `spawn_blocking`, except `try_wait`,
+//! `terminate` and `kill_all`, which never block for long.
+
+mod child;
+mod kmsg;
+mod plan;
+mod summary;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Instant;
+
+// `IpcEndpoint` and `Enforced` are part of the API for the daemon and OSC forwarding.
+#[allow(unused_imports)]
+pub use child::{Child, Exit, IpcEndpoint};
+pub use plan::{Prepared, prepare};
+#[allow(unused_imports)]
+pub use summary::Enforced;
+pub use vitrine_sandbox::spawn::Output;
+use vitrine_sandbox::spawn::{Shim, SpawnError, spawn_shim};
+
+/// Why a visualization could not be started. Every message names what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot resolve user {user}")]
+    User { user: String, source: Option<nix::Error> },
+    #[error("the policy's user {0} is root (uid or gid 0); use an unprivileged account")]
+    Root(String),
+    #[error(transparent)]
+    Verify(#[from] vitrine_sandbox::verify::VerifyError),
+    #[error("cannot compile the seccomp profile {profile}")]
+    Seccomp { profile: String, source: vitrine_sandbox::seccomp::SeccompError },
+    #[error("cgroups are unavailable, so limits cannot be enforced")]
+    NoCgroups(#[source] vitrine_cgroup::Error),
+    #[error("cannot set up the visualization's cgroup")]
+    Cgroup(#[source] vitrine_cgroup::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("the spawn thread is gone")]
+    ThreadGone,
+    #[error("control socket with the shim")]
+    Proto(#[from] vitrine_sandbox::proto::ProtoError),
+    #[error("I/O with the shim")]
+    Io(#[from] std::io::Error),
+    #[error("sandbox setup failed at step `{step}`, nothing was executed: {error}")]
+    Refused { step: String, error: String },
+    #[error("the shim ended before the visualization started ({0})")]
+    ShimDied(String),
+}
+
+/// How the launcher finds its shim and cgroups.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `vitrine-shim`; default `$VITRINE_SHIM`, else next to the running `vitrine` binary.
+    pub shim: Option<PathBuf>,
+    /// The name of the supervisor's cgroup subtree.
+    pub cgroup_root: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { shim: None, cgroup_root: "vitrine".into() }
+    }
+}
+
+struct Request {
+    exec: OwnedFd,
+    ipc: Option<OwnedFd>,
+    output: Output,
+    reply: mpsc::Sender<Result<Shim, SpawnError>>,
+}
+
+/// Owns the spawn thread and the cgroup manager.
+#[derive(Debug)]
+pub struct Launcher {
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    cgroups: vitrine_cgroup::Manager,
+}
+
+impl Launcher {
+    /// Detects cgroups and starts the spawn thread.
+    pub fn start(options: Options) -> Result<Launcher, LaunchError> {
+        let cgroups = vitrine_cgroup::Manager::detect(&options.cgroup_root)
+            .map_err(LaunchError::NoCgroups)?;
+        let shim = options.shim.unwrap_or_else(default_shim_path);
+        let (tx, rx) = mpsc::channel::<Request>();
+        let thread_shim = shim.clone();
+        let thread = std::thread::Builder::new().name("vitrine-spawn".into()).spawn(move || {
+            for req in rx {
+                let ipc = req.ipc.as_ref().map(|f| f.as_fd());
+                let _ = req.reply.send(spawn_shim(&thread_shim, req.exec.as_fd(), ipc, req.output));
+            }
+        })?;
+        Ok(Launcher { requests: Mutex::new(Some(tx)), thread: Some(thread), cgroups })
+    }
+
+    /// The cgroup manager (for the start line and for cleaning leftovers).
+    pub fn cgroups(&self) -> &vitrine_cgroup::Manager {
+        &self.cgroups
+    }
+
+    /// Starts one sandbox for `prepared`; returns once the visualization was executed.
+    pub fn spawn(&self, prepared: &Prepared, output: Output) -> Result<Child, LaunchError> {
+        let started = Instant::now();
+        let cgroup = self
+            .cgroups
+            .create(prepared.name(), prepared.cgroup_limits())
+            .map_err(LaunchError::Cgroup)?;
+        let result = self.spawn_in(prepared, output, &cgroup, started);
+        match result {
+            Ok(parts) => Ok(Child::new(prepared, parts, cgroup, started.elapsed())),
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn_in(
+        &self,
+        prepared: &Prepared,
+        output: Output,
+        cgroup: &vitrine_cgroup::Cgroup,
+        started: Instant,
+    ) -> Result<child::Parts, LaunchError> {
+        let (ipc_ours, ipc_theirs) = prepared.ipc_pair()?;
+        let (reply, answer) = mpsc::channel();
+        let request = Request { exec: prepared.exec_fd()?, ipc: ipc_theirs, output, reply };
+        let sender = self
+            .requests
+            .lock()
+            .map_err(|_| LaunchError::ThreadGone)?
+            .clone()
+            .ok_or(LaunchError::ThreadGone)?;
+        sender.send(request).map_err(|_| LaunchError::ThreadGone)?;
+        let shim = answer.recv().map_err(|_| LaunchError::ThreadGone)??;
+        let kmsg = kmsg::Cursor::open_at_end();
+        // The shim blocks on the plan until it has been placed in the cgroup (v1 and v2 alike;
+        // CLONE_INTO_CGROUP would save this write on v2 hosts).
+        let mut parts = child::Parts::new(shim, ipc_ours, kmsg);
+        if let Err(e) = cgroup.add_pid(parts.shim.pid) {
+            parts.kill_and_reap();
+            return Err(LaunchError::Cgroup(e));
+        }
+        let plan = prepared.plan_for(std::process::id());
+        if let Err(e) = vitrine_sandbox::proto::send_plan(parts.shim.control.as_fd(), &plan) {
+            parts.kill_and_reap();
+            return Err(e.into());
+        }
+        parts.read_until_running(started)?;
+        Ok(parts)
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.requests.lock() {
+            tx.take();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `$VITRINE_SHIM`, else `vitrine-shim` next to the running binary.
+pub fn default_shim_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("VITRINE_SHIM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("vitrine-shim")))
+        .unwrap_or_else(|| PathBuf::from("/usr/libexec/vitrine/vitrine-shim"))
+}

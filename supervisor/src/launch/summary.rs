@@ -1,0 +1,105 @@
+//! What a sandbox enforces, as one line for the start log and as layer names for metrics.
+
+use vitrine_sandbox::proto::LandlockReport;
+
+use super::Prepared;
+
+/// The namespaces every sandbox gets (the user namespace is not used: the shim starts as root).
+pub const NAMESPACES: &str = "mnt,pid,ipc,uts,net,cgroup";
+
+/// The enforced layers of one running sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enforced {
+    pub landlock: Option<LandlockReport>,
+    pub seccomp_rules: usize,
+    pub seccomp_action: String,
+    /// e.g. `cgroup v1 memory=268435456 pids=64`.
+    pub cgroup: String,
+    pub verified: String,
+    pub user: String,
+}
+
+impl Enforced {
+    pub(super) fn new(
+        prepared: &Prepared,
+        landlock: Option<LandlockReport>,
+        cgroup: &vitrine_cgroup::Cgroup,
+    ) -> Enforced {
+        let limits = prepared.cgroup_limits();
+        let mut cg = format!("cgroup {:?}", cgroup.version()).to_lowercase();
+        if let Some(m) = limits.memory {
+            cg.push_str(&format!(" memory={}", human_bytes(m)));
+        }
+        if let Some(c) = limits.cpu {
+            cg.push_str(&format!(" cpu={c}"));
+        }
+        if let Some(c) = &limits.cpuset {
+            cg.push_str(&format!(" cpuset={c}"));
+        }
+        if let Some(p) = limits.pids {
+            cg.push_str(&format!(" pids={p}"));
+        }
+        Enforced {
+            landlock,
+            seccomp_rules: prepared.seccomp().rule_count,
+            seccomp_action: prepared.seccomp().action.clone(),
+            cgroup: cg,
+            verified: prepared.verified().to_owned(),
+            user: prepared.user().to_owned(),
+        }
+    }
+
+    /// The start line: namespaces, Landlock ABI and status, seccomp, cgroup, verification.
+    pub fn summary(&self) -> String {
+        let landlock = match &self.landlock {
+            Some(l) if l.skipped.is_empty() => {
+                format!("landlock ABI {} {}", l.kernel_abi, l.status)
+            }
+            Some(l) => format!(
+                "landlock ABI {} {} ({} absent paths skipped)",
+                l.kernel_abi,
+                l.status,
+                l.skipped.len()
+            ),
+            None => "landlock not reported".to_owned(),
+        };
+        format!(
+            "namespaces {NAMESPACES}; {landlock}; seccomp {} rules, default {}; {}; user {}; binary {}",
+            self.seccomp_rules, self.seccomp_action, self.cgroup, self.user, self.verified
+        )
+    }
+
+    /// Layer names for `vitrine_sandbox_layer_enforced{layer}` and the daemon's status.
+    pub fn layers(&self) -> Vec<String> {
+        let mut layers = vec!["namespaces".to_owned()];
+        if let Some(l) = &self.landlock {
+            if l.status != "not-enforced" {
+                layers.push(format!("landlock-abi-{}", l.kernel_abi));
+            }
+        }
+        layers.push(format!("seccomp-{}", self.seccomp_action));
+        layers.push("cgroup".to_owned());
+        layers.push("verified".to_owned());
+        layers
+    }
+}
+
+/// `268435456` → `256MiB`, exact units only.
+fn human_bytes(n: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n}B")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes_are_printed_in_exact_units() {
+        assert_eq!(super::human_bytes(256 << 20), "256MiB");
+        assert_eq!(super::human_bytes(3 << 30), "3GiB");
+        assert_eq!(super::human_bytes(1000), "1000B");
+    }
+}
