@@ -260,6 +260,10 @@ impl Manager {
     /// Kills and removes every cgroup under this supervisor's subtree, as left by a previous
     /// run that did not shut down cleanly. Returns what was cleaned; the first failure stops
     /// the cleanup because a cgroup that cannot be removed needs a human.
+    ///
+    /// Only the one supervisor that owns `root_name` in this cgroup may call this: anything
+    /// else using the same root name and living in the same cgroup (say a `vitrine run` started
+    /// next to the daemon with the default root) would be killed too.
     pub fn cleanup_leftovers(&self) -> Result<Vec<Cleaned>, Error> {
         let mut names = Vec::new();
         for base in self.base_dirs() {
