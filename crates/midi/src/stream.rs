@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use vitrine_osc::Arg;
-use vitrine_osc::encode::encode_message;
+use vitrine_osc::encode::encode_parts;
 
 use crate::gate::Gate;
 use crate::message::ShortMessage;
@@ -26,13 +26,19 @@ impl Accepted<'_> {
     /// Encodes the canonical OSC packet a visualization receives into `out` (cleared first):
     /// `/midi ,m [port status data1 data2]`, or `/midi/sysex ,ib port bytes`.
     pub fn encode_osc(&self, port: u8, out: &mut Vec<u8>) {
+        self.encode_osc_under("", port, out);
+    }
+
+    /// As [`Accepted::encode_osc`], with the address under `prefix` (a visualization's
+    /// external `[osc] prefix`), for routing through the OSC router like any other source.
+    pub fn encode_osc_under(&self, prefix: &str, port: u8, out: &mut Vec<u8>) {
         match self {
             Accepted::Message(m) => {
-                encode_message(out, OSC_ADDRESS, &[Arg::Midi(m.to_osc_midi(port))])
+                encode_parts(out, &[prefix, OSC_ADDRESS], &[Arg::Midi(m.to_osc_midi(port))])
             }
-            Accepted::SysEx(bytes) => encode_message(
+            Accepted::SysEx(bytes) => encode_parts(
                 out,
-                OSC_SYSEX_ADDRESS,
+                &[prefix, OSC_SYSEX_ADDRESS],
                 &[Arg::Int(i32::from(port)), Arg::Blob(bytes)],
             ),
         }

@@ -132,3 +132,16 @@ fn port_globs() {
     assert!(!glob_match("a*b*c", "aXXbYYbZ"));
     assert!(glob_match("Ü*ß", "Überfluß"));
 }
+
+#[test]
+fn messages_can_be_addressed_under_a_visualization_prefix() {
+    let now = Instant::now();
+    let mut gate = Gate::new(&policy(&[], &[MidiMessageKind::Note], false, 1000), now);
+    let mut port = PortStream::new(1, &gate);
+    let mut out = Vec::new();
+    port.feed(&mut gate, &[0x90, 1, 2], now, &mut |a| a.encode_osc_under("/aurora", 1, &mut out));
+    let OscPacket::Message(m) = rosc::decoder::decode_udp(&out).expect("valid OSC").1 else {
+        panic!("not a message")
+    };
+    assert_eq!(m.addr, "/aurora/midi");
+}
