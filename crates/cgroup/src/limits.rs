@@ -185,3 +185,58 @@ fn require_no_swap(dir: &Path) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(f: impl FnOnce(&mut Limits)) -> Limits {
+        let mut l = Limits::default();
+        f(&mut l);
+        l
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused_before_any_write() {
+        let bad = [
+            limits(|l| l.memory = Some(0)),
+            limits(|l| l.memory = Some(u64::MAX)),
+            limits(|l| l.cpu = Some(0.0)),
+            limits(|l| l.cpu = Some(f64::NAN)),
+            limits(|l| l.cpu = Some(-1.0)),
+            limits(|l| l.cpuset = Some(String::new())),
+            limits(|l| l.cpuset = Some("0-1\n".to_owned())),
+            limits(|l| l.pids = Some(0)),
+        ];
+        for l in bad {
+            assert!(validate(&l).is_err(), "{l:?}");
+        }
+        let good = Limits {
+            memory: Some(512 << 20),
+            cpu: Some(1.5),
+            cpuset: Some("0,2-3".to_owned()),
+            pids: Some(64),
+        };
+        assert!(validate(&good).is_ok());
+        assert!(validate(&Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn every_limit_names_the_controller_it_needs() {
+        let all =
+            Limits { memory: Some(1), cpu: Some(1.0), cpuset: Some("0".to_owned()), pids: Some(1) };
+        assert!(require_controllers(&all, &Controller::ALL).is_ok());
+        for missing in [Controller::Memory, Controller::Cpu, Controller::Cpuset, Controller::Pids] {
+            let available: Vec<Controller> =
+                Controller::ALL.into_iter().filter(|c| *c != missing).collect();
+            match require_controllers(&all, &available) {
+                Err(Error::ControllerMissing { controller, key }) => {
+                    assert_eq!(controller, missing);
+                    assert_eq!(key, missing.name());
+                }
+                other => panic!("{missing}: {other:?}"),
+            }
+        }
+        assert!(require_controllers(&Limits::default(), &[]).is_ok());
+    }
+}

@@ -25,6 +25,34 @@ fn detection_accounts_for_every_controller() {
         assert!(missing.to_string().contains("controller missing"), "{missing}");
     }
     eprintln!("{}", m.summary());
+    // The documented layout: each visualization nests under the supervisor's own cgroup.
+    let own = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    for base in m.base_dirs() {
+        assert!(base.ends_with(unique_root("detect")), "{}", base.display());
+        let parent = base.parent().expect("parent");
+        let hierarchy = match m.version() {
+            vitrine_cgroup::Version::V1 => parent
+                .strip_prefix("/sys/fs/cgroup")
+                .ok()
+                .and_then(|p| p.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .expect("a v1 hierarchy under /sys/fs/cgroup"),
+            vitrine_cgroup::Version::V2 => String::new(),
+        };
+        let own = vitrine_cgroup::own_cgroup(&own, &hierarchy).expect("own cgroup");
+        let own = own.strip_prefix("/").expect("absolute");
+        // On v2 the supervisor has moved itself into `<own>/supervisor`.
+        let own = match own.ends_with("supervisor") {
+            true => own.parent().expect("parent"),
+            false => own,
+        };
+        assert!(
+            parent.ends_with(own),
+            "{} is not under the supervisor's cgroup {}",
+            base.display(),
+            own.display()
+        );
+    }
     remove_bases(&m);
 }
 
