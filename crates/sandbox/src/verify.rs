@@ -212,11 +212,13 @@ pub fn open_verified(path: &Path, expect: &Expectation) -> Result<VerifiedBinary
     // fails the same way whatever the binary is.
     let signed =
         expect.minisign.as_ref().map(|(sig, keys)| Signed::load(path, sig, keys)).transpose()?;
-    let mut file = open_binary(path)?;
-    let size = check_metadata(path, &file)?;
+    let opath = open_binary(path)?;
+    let size = check_metadata(path, &opath)?;
     if expect.exec_from == ExecFrom::File {
-        check_location(path, &file)?;
+        check_location(path, &opath)?;
     }
+    let mut file = reopen_for_reading(path, &opath)?;
+    drop(opath);
     let mut copy = match expect.exec_from {
         ExecFrom::Memfd => Some(new_memfd(path)?),
         ExecFrom::File => None,
@@ -239,13 +241,23 @@ pub fn open_verified(path: &Path, expect: &Expectation) -> Result<VerifiedBinary
     Ok(VerifiedBinary { fd, sha256, how })
 }
 
-/// Opens the binary read-only, following ordinary symlinks but no magic links. `O_NONBLOCK`
-/// keeps a FIFO planted at the path from hanging the supervisor; it is refused just after.
+/// Opens the binary as an `O_PATH` descriptor, following ordinary symlinks but no magic links.
+/// `O_PATH` opens nothing for I/O, so a device node or FIFO planted at the path cannot react to
+/// the open (a watchdog starting, a FIFO blocking); it is refused by the `fstat` just after.
 fn open_binary(path: &Path) -> Result<File, VerifyError> {
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
     openat2(AT_FDCWD, path, how)
+        .map(File::from)
+        .map_err(|source| VerifyError::Open { path: path.to_owned(), source })
+}
+
+/// Opens the very file behind the checked `O_PATH` descriptor for reading, through that
+/// descriptor's `/proc/self/fd` entry (the path itself is never resolved again).
+fn reopen_for_reading(path: &Path, opath: &File) -> Result<File, VerifyError> {
+    let own = format!("/proc/self/fd/{}", opath.as_raw_fd());
+    open(own.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY, Mode::empty())
         .map(File::from)
         .map_err(|source| VerifyError::Open { path: path.to_owned(), source })
 }

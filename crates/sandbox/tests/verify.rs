@@ -203,6 +203,9 @@ fn only_bounded_regular_files_are_read() {
     let err = open_verified(dir.path(), &expect).expect_err("directory");
     assert!(matches!(err, VerifyError::NotRegular { .. }), "{err:?}");
 
+    let err = open_verified(Path::new("/dev/null"), &expect).expect_err("device");
+    assert!(matches!(err, VerifyError::NotRegular { .. }), "{err:?}");
+
     // A FIFO would block a plain open forever; it must be refused at once.
     let fifo = dir.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
