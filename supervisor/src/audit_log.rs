@@ -259,7 +259,7 @@ impl Writer {
         match AuditLog::open(&self.path) {
             Ok((log, resumed)) => {
                 let last = log.last();
-                tracing::info!(path = %self.path.display(), seq = last.seq, hash = %hex_prefix(&last.hash), "audit log open");
+                tracing::info!(path = %self.path.display(), seq = last.seq, hash = %hex_full(&last.hash), "audit log open");
                 if let Some(reason) = resumed.restart {
                     tracing::warn!(path = %self.path.display(), %reason, "audit chain restarted");
                     self.metrics.audit_event(kinds::CHAIN_RESTART, last.seq);
@@ -276,8 +276,8 @@ impl Writer {
     }
 }
 
-fn hex_prefix(hash: &[u8; 32]) -> String {
-    hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+fn hex_full(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Build the Debian package of vitrine: a release build of `vitrine` and `vitrine-shim`, then
+# cargo-deb with the metadata in supervisor/Cargo.toml. Prints the path of the .deb.
+#
+#   deploy/build-deb.sh            # builds target/debian/vitrine_<version>-1_<arch>.deb
+#
+# Honours CARGO_TARGET_DIR. Installs cargo-deb with `cargo install` when it is missing.
+set -eu
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    cargo install cargo-deb
+fi
+cargo build --release -p vitrine -p vitrine-shim
+# --no-build: the release build above made both binaries; cargo-deb would only build one package.
+cargo deb -p vitrine --no-build "$@"
