@@ -58,7 +58,7 @@ dpkg-deb -e "$deb" "$control"
 grep -q '^Package: vitrine$' "$control/control" || { echo "control: Package is not vitrine"; fail=1; }
 grep -q '^Depends:.*systemd' "$control/control" || { echo "control: no dependency on systemd"; fail=1; }
 grep -qx '/etc/vitrine/vitrine.toml' "$control/conffiles" || { echo "conffiles: vitrine.toml missing"; fail=1; }
-grep -q 'systemd-sysusers vitrine.conf' "$control/postinst" || { echo "postinst: no sysusers"; fail=1; }
+grep -q 'systemd-sysusers.*vitrine.conf' "$control/postinst" || { echo "postinst: no sysusers"; fail=1; }
 grep -q 'systemd-tmpfiles --create vitrine.conf' "$control/postinst" || { echo "postinst: no tmpfiles"; fail=1; }
 grep -q 'deb-systemd-helper' "$control/postinst" || { echo "postinst: the unit is not enabled"; fail=1; }
 
