@@ -122,6 +122,8 @@ impl PeerEvent {
 pub struct InboundOsc {
     pub peer: PeerId,
     pub name: String,
+    /// The peer's address on this link (the source the OSC router rate-limits by).
+    pub addr: SocketAddr,
     pub packet: Vec<u8>,
     pub received: Instant,
 }

@@ -113,6 +113,28 @@ impl Identity {
         Ok((ident, true))
     }
 
+    /// Loads an existing identity without creating one; `None` when there is none yet.
+    pub fn load(opts: &IdentityOptions) -> Result<Option<Self>, IdentityError> {
+        if let Some(creds) = &opts.credentials_dir {
+            let path = creds.join(CREDENTIAL_IDENTITY);
+            if path.exists() {
+                return Self::from_pem_file(&path).map(Some);
+            }
+        }
+        let path = opts.dir.join(KEY_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ident = Self::from_pem_file(&path)?;
+        ident.check_binding(opts)?;
+        Ok(Some(ident))
+    }
+
+    /// Whether the identity would come from a systemd credential.
+    pub fn from_credential(opts: &IdentityOptions) -> bool {
+        opts.credentials_dir.as_ref().is_some_and(|c| c.join(CREDENTIAL_IDENTITY).exists())
+    }
+
     /// Writes key (0600), certificate and machine binding into `opts.dir`, each atomically.
     pub fn save(&self, opts: &IdentityOptions) -> Result<(), IdentityError> {
         let dir = &opts.dir;

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::{Frame, Rotate};
-use crate::handshake::Established;
+use crate::handshake::{Established, Session};
 use crate::id::PeerId;
 use crate::identity::{ed25519_raw_key, verify_signature};
 use crate::proof::rotation_message;
@@ -118,7 +118,7 @@ async fn run(
                 Some(Err(e)) => break e.to_string(),
                 Some(Ok(frame)) => {
                     last_rx = Instant::now();
-                    match on_frame(&shared, peer, &name, &session.spki, &session.exporter, frame, &mut bucket) {
+                    match on_frame(&shared, &session, &name, frame, &mut bucket) {
                         Ok(Some(reply)) => if let Err(e) = pipe.send(&reply).await { break e.to_string() },
                         Ok(None) => {}
                         Err(reason) => {
@@ -162,13 +162,12 @@ fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> bool {
 /// Handles one inbound frame; `Ok(Some(_))` is a reply, `Err` a reason to close.
 fn on_frame(
     shared: &Shared,
-    peer: PeerId,
+    session: &Session,
     name: &str,
-    spki: &[u8],
-    exporter: &[u8; 32],
     frame: Frame,
     bucket: &mut Bucket,
 ) -> Result<Option<Frame>, String> {
+    let peer = session.peer;
     match frame {
         Frame::Osc(packet) => {
             match shared.role_of(&peer) {
@@ -181,7 +180,13 @@ fn on_frame(
             if !bucket.take(Instant::now()) {
                 return Err(violation(shared, peer, "OSC rate limit exceeded"));
             }
-            let msg = InboundOsc { peer, name: name.to_owned(), packet, received: Instant::now() };
+            let msg = InboundOsc {
+                peer,
+                name: name.to_owned(),
+                addr: session.addr,
+                packet,
+                received: Instant::now(),
+            };
             if shared.osc.try_send(msg).is_err() {
                 shared.osc_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -191,9 +196,8 @@ fn on_frame(
             shared.emit(PeerEvent::Status { peer, payload });
             Ok(None)
         }
-        Frame::Rotate(r) => {
-            on_rotate(shared, peer, spki, exporter, &r).map(|()| Some(Frame::RotateAck))
-        }
+        Frame::Rotate(r) => on_rotate(shared, peer, &session.spki, &session.exporter, &r)
+            .map(|()| Some(Frame::RotateAck)),
         Frame::RotateAck => {
             if let Some(tx) = lock(&shared.rotate_acks).remove(&peer) {
                 let _ = tx.send(());

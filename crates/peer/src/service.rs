@@ -185,6 +185,11 @@ impl PeerService {
         lock(&self.shared.pairing).open_until = Some(until);
     }
 
+    /// How long [`PeerService::open_pairing`] keeps the window open.
+    pub fn pairing_window(&self) -> Duration {
+        self.shared.cfg.pairing_window
+    }
+
     pub fn close_pairing(&self) {
         let mut p = lock(&self.shared.pairing);
         p.open_until = None;

@@ -1,0 +1,512 @@
+//! Peering glue: starts the `vitrine-peer` service from `[peering]`, turns its events into bus
+//! events and metrics, hands OSC from controller peers to the OSC hub, and answers the peer
+//! verbs of the command line on the peer control socket.
+//!
+//! # Peer control socket
+//!
+//! `peers.sock` beside the control socket (default `/run/vitrine/peers.sock`), mode 0600. One
+//! JSON request line in (at most [`MAX_REQUEST`] bytes), one JSON answer line out:
+//! ```text
+//! {"verb":"list"}                 {"type":"peers","peers":[{"id":..,"name":..,"role":..,"addresses":[..],"connected":"10.0.0.2:7447"}]}
+//! {"verb":"identity"}             {"type":"identity","id":"ABCD-…","listen":"0.0.0.0:7447"}
+//! {"verb":"pair","addr":null}     {"type":"pairing","window_secs":300}
+//! {"verb":"pending"}              {"type":"pending","pairings":[{"id":..,"name":..,"addr":..,"code":123456}]}
+//! {"verb":"accept","id":..,"code":123456,"role":"observer"}   {"type":"done","message":..}
+//! {"verb":"forget","id":..}       {"type":"done","message":..}
+//! {"verb":"rotate"}               {"type":"rotated","old":..,"new":..,"vouched":[..],"missed":[..]}
+//! any failure                     {"type":"error","message":..}
+//! ```
+//! The caller's role comes from `SO_PEERCRED` as on the control socket: reading (`list`,
+//! `identity`, `pending`) needs the operator role, changing trust needs the admin role, and
+//! every change or refusal is published as a `control-action` event for the audit log.
+
+// `vitrine serve` starts peering with `start` when the daemon wires it in; until then the
+// service side is used by the CLI's types and the tests only.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vitrine_peer::{
+    Identity, IdentityOptions, IdentitySource, InboundOsc, PeerConfig, PeerEvent, PeerId,
+    PeerService, Role, SiteKey,
+};
+use vitrine_policy::{Config, ControlConfig, Discovery};
+
+use crate::control::auth;
+use crate::events::{Event, EventBus};
+use crate::metrics::Metrics;
+
+/// The largest request line accepted on the peer socket.
+pub const MAX_REQUEST: usize = 4096;
+
+/// Where the peer control socket lives: beside the control socket.
+pub fn socket_path(control: &ControlConfig) -> PathBuf {
+    control.socket.with_file_name("peers.sock")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PeerRequest {
+    List,
+    Identity,
+    /// Opens the pairing window; with `addr`, also dials that box.
+    Pair {
+        #[serde(default)]
+        addr: Option<String>,
+    },
+    Pending,
+    Accept {
+        id: String,
+        code: u32,
+        role: Role,
+    },
+    Forget {
+        id: String,
+    },
+    Rotate,
+}
+
+impl PeerRequest {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            PeerRequest::List => "peers-list",
+            PeerRequest::Identity => "identity-show",
+            PeerRequest::Pair { .. } => "peers-pair",
+            PeerRequest::Pending => "peers-pending",
+            PeerRequest::Accept { .. } => "peers-accept",
+            PeerRequest::Forget { .. } => "peers-forget",
+            PeerRequest::Rotate => "identity-rotate",
+        }
+    }
+
+    fn mutates(&self) -> bool {
+        !matches!(self, PeerRequest::List | PeerRequest::Identity | PeerRequest::Pending)
+    }
+
+    fn target(&self) -> Option<String> {
+        match self {
+            PeerRequest::Accept { id, .. } | PeerRequest::Forget { id } => Some(id.clone()),
+            PeerRequest::Pair { addr } => addr.clone(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRow {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub addresses: Vec<String>,
+    /// The address of the live link, if any.
+    pub connected: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingRow {
+    pub id: String,
+    pub name: String,
+    pub addr: String,
+    pub code: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum PeerResponse {
+    Peers { peers: Vec<PeerRow> },
+    Identity { id: String, listen: String },
+    Pairing { window_secs: u64 },
+    Pending { pairings: Vec<PendingRow> },
+    Done { message: String },
+    Rotated { old: String, new: String, vouched: Vec<String>, missed: Vec<String> },
+    Error { message: String },
+}
+
+/// Where OSC from controller peers goes: the OSC hub's `inject`, which validates and routes it
+/// exactly like a datagram from the peer's address.
+pub type OscSink = Arc<dyn Fn(&[u8], SocketAddr) + Send + Sync>;
+
+/// The running peer service and its pumps.
+pub struct Peering {
+    svc: Arc<PeerService>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Peering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peering").field("id", &self.svc.id()).finish_non_exhaustive()
+    }
+}
+
+/// Starts peering when `[peering] enabled`; `None` otherwise.
+pub async fn start(
+    config: &Config,
+    bus: EventBus,
+    metrics: Option<Metrics>,
+    osc: OscSink,
+) -> anyhow::Result<Option<Arc<Peering>>> {
+    if !config.peering.enabled {
+        return Ok(None);
+    }
+    let opts = IdentityOptions::for_state_dir(&config.state_dir);
+    let source = if Identity::from_credential(&opts) {
+        IdentitySource::Credential
+    } else {
+        IdentitySource::Files(opts.clone())
+    };
+    let (identity, created) = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || Identity::load_or_create(&opts)).await??
+    };
+    if created {
+        tracing::info!(id = %identity.id(), dir = %opts.dir.display(), "generated a new peer identity");
+    }
+    let mut cfg = PeerConfig::new(host_name(), &config.state_dir, config.peering.listen);
+    cfg.mdns = config.peering.discovery == Discovery::Mdns;
+    cfg.static_peers = config.peering.static_peers.clone();
+    cfg.site_key = site_key(&config.peering.site_key_file, opts.credentials_dir.as_deref())?;
+    let (svc, channels) = PeerService::start(cfg, identity, source).await?;
+    let path = socket_path(&config.control);
+    let listener = bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let peering = Arc::new(Peering { svc: Arc::new(svc), tasks: Default::default() });
+    let tasks = vec![
+        tokio::spawn(pump_events(channels.events, bus.clone(), metrics)),
+        tokio::spawn(pump_osc(channels.osc, osc)),
+        tokio::spawn(serve_socket(
+            listener,
+            peering.clone(),
+            bus,
+            Arc::new(config.control.clone()),
+        )),
+    ];
+    *peering.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
+    Ok(Some(peering))
+}
+
+/// The site key from the systemd credential, else the configured file; missing means the
+/// site-key flow is off (pairing and hand pins still work).
+fn site_key(
+    file: &std::path::Path,
+    creds: Option<&std::path::Path>,
+) -> anyhow::Result<Option<SiteKey>> {
+    let cred = creds.map(|c| c.join(vitrine_peer::identity::CREDENTIAL_SITE_KEY));
+    let path = match cred.filter(|p| p.exists()) {
+        Some(p) => p,
+        None if file.exists() => file.to_owned(),
+        None => {
+            tracing::info!(path = %file.display(), "no site key: strangers can only join by pairing");
+            return Ok(None);
+        }
+    };
+    Ok(Some(SiteKey::load(&path)?))
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "vitrine".to_owned())
+}
+
+impl Peering {
+    pub fn service(&self) -> &Arc<PeerService> {
+        &self.svc
+    }
+
+    /// Answers one request of the peer control socket.
+    pub async fn handle(&self, request: PeerRequest) -> PeerResponse {
+        match self.try_handle(request).await {
+            Ok(r) => r,
+            Err(e) => PeerResponse::Error { message: format!("{e:#}") },
+        }
+    }
+
+    async fn try_handle(&self, request: PeerRequest) -> anyhow::Result<PeerResponse> {
+        let svc = &self.svc;
+        Ok(match request {
+            PeerRequest::List => PeerResponse::Peers { peers: rows(svc) },
+            PeerRequest::Identity => PeerResponse::Identity {
+                id: svc.id().to_string(),
+                listen: svc.local_addr().to_string(),
+            },
+            PeerRequest::Pair { addr } => {
+                svc.open_pairing();
+                if let Some(addr) = addr {
+                    let target: SocketAddr = tokio::net::lookup_host(addr.as_str())
+                        .await?
+                        .next()
+                        .with_context(|| format!("{addr} does not resolve"))?;
+                    let svc = svc.clone();
+                    // The dial finishes only once both humans confirmed; it runs on its own.
+                    tokio::spawn(async move {
+                        if let Err(e) = svc.connect(target).await {
+                            tracing::warn!(%target, error = %e, "pairing dial failed");
+                        }
+                    });
+                }
+                PeerResponse::Pairing { window_secs: svc.pairing_window().as_secs() }
+            }
+            PeerRequest::Pending => PeerResponse::Pending {
+                pairings: svc
+                    .pending_pairings()
+                    .into_iter()
+                    .map(|p| PendingRow {
+                        id: p.peer.to_string(),
+                        name: p.name,
+                        addr: p.addr.to_string(),
+                        code: p.code,
+                    })
+                    .collect(),
+            },
+            PeerRequest::Accept { id, code, role } => {
+                let peer: PeerId = id.parse()?;
+                svc.accept(&peer, code, role)?;
+                PeerResponse::Done { message: format!("accepted {peer} as {role}") }
+            }
+            PeerRequest::Forget { id } => {
+                let peer: PeerId = id.parse()?;
+                let existed = svc.forget(&peer)?;
+                let what = if existed { "forgot" } else { "was not pinned; recorded as forgotten" };
+                PeerResponse::Done { message: format!("{peer} {what}") }
+            }
+            PeerRequest::Rotate => {
+                let r = svc.rotate().await?;
+                let ids = |v: &[PeerId]| v.iter().map(ToString::to_string).collect();
+                PeerResponse::Rotated {
+                    old: r.old.to_string(),
+                    new: r.new.to_string(),
+                    vouched: ids(&r.vouched),
+                    missed: ids(&r.missed),
+                }
+            }
+        })
+    }
+
+    /// Stops the pumps and the socket; the service closes its links when dropped.
+    pub fn shutdown(&self) {
+        for t in self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            t.abort();
+        }
+    }
+}
+
+fn rows(svc: &PeerService) -> Vec<PeerRow> {
+    svc.peers()
+        .into_iter()
+        .map(|p| PeerRow {
+            id: p.id.to_string(),
+            name: p.name,
+            role: p.role,
+            addresses: p.addresses,
+            connected: p.connected.map(|(a, _)| a.to_string()),
+        })
+        .collect()
+}
+
+/// Publishes every peer event on the bus and keeps the peer metrics current.
+async fn pump_events(
+    mut rx: mpsc::UnboundedReceiver<PeerEvent>,
+    bus: EventBus,
+    metrics: Option<Metrics>,
+) {
+    while let Some(event) = rx.recv().await {
+        if let Some(m) = &metrics {
+            if let Some(result) = event.handshake_result() {
+                m.peer_handshake(result);
+            }
+            match &event {
+                PeerEvent::Connected { peer, .. } => m.set_peer_connected(&peer.to_string(), true),
+                PeerEvent::Disconnected { peer, .. } => {
+                    m.set_peer_connected(&peer.to_string(), false)
+                }
+                _ => {}
+            }
+        }
+        if matches!(event, PeerEvent::Status { .. }) {
+            continue;
+        }
+        let (peer, detail) = describe(&event);
+        bus.publish(Event::Peer { peer, action: event.kind().to_owned(), detail });
+    }
+}
+
+/// The subject and a one-line description of a peer event.
+pub fn describe(event: &PeerEvent) -> (String, String) {
+    use PeerEvent::*;
+    match event {
+        Connected { peer, name, role, addr, dialed } => {
+            let how = if *dialed { "dialed" } else { "accepted" };
+            (peer.to_string(), format!("{name} ({role}) at {addr}, {how}"))
+        }
+        HandshakeFailed { peer, addr, reason } => {
+            (peer.map(|p| p.to_string()).unwrap_or_default(), format!("{addr}: {reason}"))
+        }
+        PairingCode { peer, name, addr, code } => (
+            peer.to_string(),
+            format!(
+                "{name} at {addr} shows code {code:06}; confirm with `vitrine peers accept {peer} --code {code:06}`"
+            ),
+        ),
+        Pinned { peer, name, role, via } => {
+            (peer.to_string(), format!("{name} pinned as {role} by {via:?}"))
+        }
+        Disconnected { peer, reason } => (peer.to_string(), reason.clone()),
+        Forgotten { peer } => (peer.to_string(), "pin removed, reconnects refused".into()),
+        PeerRotated { old, new } => {
+            (old.to_string(), format!("rotated to {new} (old key kept for the grace period)"))
+        }
+        IdentityRotated { old, new, vouched } => (
+            new.to_string(),
+            format!("this box rotated from {old}; {} peer(s) vouched", vouched.len()),
+        ),
+        Violation { peer, what, banned_for } => (
+            peer.to_string(),
+            format!("{what}; disconnected and refused for {}s", banned_for.as_secs()),
+        ),
+        Status { peer, payload } => {
+            (peer.to_string(), format!("status of {} bytes", payload.len()))
+        }
+        TrustReloaded { peers } => (String::new(), format!("peers.toml reloaded: {peers} peer(s)")),
+        TrustReloadFailed { error } => (String::new(), error.clone()),
+    }
+}
+
+async fn pump_osc(mut rx: mpsc::Receiver<InboundOsc>, sink: OscSink) {
+    while let Some(msg) = rx.recv().await {
+        sink(&msg.packet, msg.addr);
+    }
+}
+
+fn bind(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn serve_socket(
+    listener: UnixListener,
+    peering: Arc<Peering>,
+    bus: EventBus,
+    control: Arc<ControlConfig>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (peering, bus, control) = (peering.clone(), bus.clone(), control.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, &peering, &bus, control).await {
+                tracing::debug!("peer control connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: UnixStream,
+    peering: &Peering,
+    bus: &EventBus,
+    control: Arc<ControlConfig>,
+) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST as u64);
+    let read =
+        tokio::time::timeout(crate::control::REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line))
+            .await;
+    let response = match (read, serde_json::from_slice::<PeerRequest>(&line)) {
+        (Ok(Ok(_)), Ok(request)) => {
+            let role = tokio::task::spawn_blocking(move || auth::role_of(uid, gid, &control))
+                .await
+                .unwrap_or(auth::Role::Refused);
+            let allowed = match role {
+                auth::Role::Admin => true,
+                auth::Role::Operator => !request.mutates(),
+                auth::Role::Refused => false,
+            };
+            if request.mutates() || !allowed {
+                bus.publish(Event::ControlAction {
+                    uid,
+                    verb: request.verb().to_owned(),
+                    target: request.target(),
+                    allowed,
+                });
+            }
+            if allowed {
+                peering.handle(request).await
+            } else {
+                PeerResponse::Error {
+                    message: format!(
+                        "permission denied: `{}` needs the admin role",
+                        request.verb()
+                    ),
+                }
+            }
+        }
+        (Ok(Ok(_)), Err(e)) => PeerResponse::Error { message: format!("invalid request: {e}") },
+        _ => PeerResponse::Error { message: "no request".into() },
+    };
+    let mut out = serde_json::to_vec(&response).unwrap_or_default();
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+/// The CLI side: one request, one answer.
+pub fn request(path: &std::path::Path, request: &PeerRequest) -> anyhow::Result<PeerResponse> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).with_context(|| {
+        format!(
+            "cannot connect to {} (is `vitrine serve` running with [peering] enabled?)",
+            path.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    match serde_json::from_str(&answer).with_context(|| format!("unexpected answer: {answer}"))? {
+        PeerResponse::Error { message } => anyhow::bail!("{message}"),
+        r => Ok(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_have_the_documented_shape() {
+        let r: PeerRequest =
+            serde_json::from_str(r#"{"verb":"accept","id":"X","code":42,"role":"controller"}"#)
+                .expect("an accept request parses");
+        assert_eq!(r, PeerRequest::Accept { id: "X".into(), code: 42, role: Role::Controller });
+        assert!(serde_json::from_str::<PeerRequest>(r#"{"verb":"list","extra":1}"#).is_err());
+        let json = serde_json::to_string(&PeerResponse::Pairing { window_secs: 300 })
+            .expect("a response serializes");
+        assert_eq!(json, r#"{"type":"pairing","window_secs":300}"#);
+        assert!(PeerRequest::Rotate.mutates() && !PeerRequest::List.mutates());
+    }
+}
