@@ -153,8 +153,13 @@ fn memory(dir: PathBuf, bytes: u64, v2: bool) -> Result<(), Error> {
             require_no_swap(&dir)?;
         }
         // One OOM kill ends the whole visualization, so the supervisor restarts it cleanly
-        // instead of leaving a half-dead process tree behind.
-        return fsutil::write(&dir.join("memory.oom.group"), "1");
+        // instead of leaving a half-dead process tree behind (Linux 4.19+; older kernels kill
+        // only the largest process, which the supervisor still sees as an OOM exit).
+        let group = dir.join("memory.oom.group");
+        if group.exists() {
+            fsutil::write(&group, "1")?;
+        }
+        return Ok(());
     }
     if dir.join("memory.memsw.limit_in_bytes").exists() {
         // memory+swap must never be below memory: lift it first, so a reused cgroup with an
