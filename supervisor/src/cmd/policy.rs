@@ -82,3 +82,45 @@ fn explain(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // A failing unwrap is a failing test.
+mod tests {
+    use super::*;
+
+    fn repo(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    /// A configuration that allows nothing special, so the host's /etc/vitrine does not matter.
+    fn config() -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "allow_unsigned = false\n").unwrap();
+        f
+    }
+
+    #[test]
+    fn check_passes_the_shipped_examples() {
+        let c = config();
+        let code = check(&[repo("policies/examples")], Some(c.path()));
+        assert_eq!(code, ExitCode::SUCCESS);
+        let code = check(&[repo("policies/examples/oscdump.toml")], Some(c.path()));
+        assert_eq!(code, ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn check_fails_on_any_error() {
+        let c = config();
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[visualization]\nname = \"x\"\n").unwrap();
+        let examples = repo("policies/examples");
+        assert_eq!(check(&[examples.clone(), bad], Some(c.path())), ExitCode::from(1));
+        assert_eq!(check(&[dir.path().join("missing.toml")], Some(c.path())), ExitCode::from(1));
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(check(&[empty.path().to_path_buf()], Some(c.path())), ExitCode::from(1));
+        // A broken configuration is itself an error.
+        std::fs::write(c.path(), "allow_unsigned = \"yes\"\n").unwrap();
+        assert_eq!(check(&[examples], Some(c.path())), ExitCode::from(1));
+    }
+}
