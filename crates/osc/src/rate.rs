@@ -57,9 +57,11 @@ pub struct SourceLimits {
 
 impl Default for SourceLimits {
     fn default() -> Self {
+        // One controller sweeping a bank of high-resolution faders stays well below this; a
+        // flood does not, and is blocked within a fraction of a second.
         SourceLimits {
-            rate: 5000,
-            violations: 200,
+            rate: 20_000,
+            violations: 1000,
             cooldown: Duration::from_secs(30),
             max_sources: 1024,
         }

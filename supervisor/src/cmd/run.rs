@@ -23,6 +23,8 @@ use crate::launch::{self, Child, Exit, Launcher, Output};
 pub struct RunArgs {
     pub policy: PathBuf,
     pub config: Option<PathBuf>,
+    /// Forward validated OSC received on this address to the child (`--osc-listen`).
+    pub osc_listen: Option<std::net::SocketAddr>,
     /// Run the visualization this many times in a row, reusing the prepared binary and filter,
     /// and print spawn-time percentiles (benchmarks restarts).
     pub repeat: Option<u32>,
@@ -52,9 +54,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut child = launcher.spawn(&prepared, Output::Inherit).map_err(chain)?;
     eprintln!("vitrine: {name}: started, {}", child.enforced().summary());
-    // The OSC channel stays open for the child's lifetime (forwarding is wired separately).
-    let _ipc = child.take_ipc();
+    // With --osc-listen, validated OSC is forwarded to the child; either way the channel stays
+    // open for the child's lifetime.
+    let (osc, _ipc) = match (args.osc_listen, child.take_ipc()) {
+        (Some(listen), Some(ipc)) => {
+            let hub =
+                crate::osc::Foreground::start(&config.osc, listen, &name, &policy.osc, ipc.into())
+                    .context("starting OSC forwarding")?;
+            (Some(hub), None)
+        }
+        (_, ipc) => (None, ipc),
+    };
     let exit = supervise(&mut child, &signals, prepared.stop_timeout());
+    if let Some(osc) = osc {
+        osc.stop();
+    }
     report_exit(&name, &exit);
     Ok(ExitCode::from(u8::try_from(exit.code()).unwrap_or(255)))
 }

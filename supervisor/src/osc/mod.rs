@@ -17,6 +17,7 @@
 
 mod allow;
 mod delivery;
+mod foreground;
 mod ingress;
 mod oscquery;
 mod stats;
@@ -35,6 +36,7 @@ use vitrine_osc::{Blocked, Reason, Routed, Router, RouterConfig, TargetId};
 use vitrine_policy::{NetRule, Osc, OscConfig};
 
 pub use delivery::Delivery;
+pub use foreground::Foreground;
 pub use stats::{LatencySnapshot, StatsSnapshot, VisualizationStats};
 
 use delivery::Out;
