@@ -26,9 +26,11 @@ use crate::events::{Envelope, Event, ExitReason};
 /// The states `vitrine_visualization_state{state}` reports; exactly one is 1 per visualization.
 pub const STATES: [&str; 5] = ["starting", "running", "backing-off", "failed", "stopped"];
 
-/// The sandbox layers `vitrine_sandbox_layer_enforced{layer}` reports.
-pub const LAYERS: [&str; 7] =
-    ["namespaces", "mounts", "landlock", "seccomp", "cgroup", "no-new-privs", "capabilities"];
+/// The sandbox layers `vitrine_sandbox_layer_enforced{layer}` reports. Mounts, dropped
+/// privileges and no_new_privs are not listed: the shim fails closed without them, so a running
+/// visualization always has them. The launcher reports layers with details attached
+/// (`landlock-abi-6`, `seccomp-kill`); [`layer_enforced`] maps them to these names.
+pub const LAYERS: [&str; 5] = ["namespaces", "landlock", "seccomp", "cgroup", "verified"];
 
 /// Buckets for spawn → exec: a sandbox normally starts in milliseconds, a slow disk or a large
 /// binary copied into a memfd can take a second.
@@ -323,8 +325,12 @@ impl Metrics {
     /// Records what the shim reported as enforced.
     pub fn set_sandbox(&self, name: &str, landlock_abi: u8, enforced_layers: &[String]) {
         self.landlock_abi.with_label_values(&[name]).set(i64::from(landlock_abi));
+        self.set_layers(name, enforced_layers);
+    }
+
+    fn set_layers(&self, name: &str, reported: &[String]) {
         for layer in LAYERS {
-            let on = enforced_layers.iter().any(|l| l == layer);
+            let on = reported.iter().any(|r| layer_enforced(r, layer));
             self.layer_enforced.with_label_values(&[name, layer]).set(i64::from(on));
         }
     }
@@ -412,10 +418,7 @@ impl Metrics {
             }
             Event::Running { name, layers, .. } => {
                 self.set_state(name, "running");
-                for layer in LAYERS {
-                    let on = layers.iter().any(|l| l == layer);
-                    self.layer_enforced.with_label_values(&[name, layer]).set(i64::from(on));
-                }
+                self.set_layers(name, layers);
             }
             Event::Exited { name, exit, .. } => {
                 self.up.with_label_values(&[name]).set(0);
@@ -437,6 +440,14 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether the launcher's layer name `reported` (e.g. `landlock-abi-6`, `seccomp-kill`) means
+/// `layer` is enforced. Seccomp in `log` action only records and allows: not enforced.
+pub fn layer_enforced(reported: &str, layer: &str) -> bool {
+    let matches =
+        reported == layer || reported.strip_prefix(layer).is_some_and(|rest| rest.starts_with('-'));
+    matches && reported != "seccomp-log"
 }
 
 /// The `reason` label of a restart for an exit.

@@ -77,6 +77,24 @@ fn every_design_series_is_registered_and_exported() {
 }
 
 #[test]
+fn launcher_layer_names_map_to_enforced_layers() {
+    let m = Metrics::new();
+    let reported: Vec<String> =
+        ["namespaces", "landlock-abi-6", "seccomp-kill", "cgroup", "verified"]
+            .map(String::from)
+            .into();
+    m.set_sandbox("a", 6, &reported);
+    for layer in LAYERS {
+        assert_eq!(m.layer_enforced.with_label_values(&["a", layer]).get(), 1, "{layer}");
+    }
+    // Learning mode records and allows: seccomp is not enforced. Landlock missing: not enforced.
+    m.set_sandbox("b", 0, &["namespaces".into(), "seccomp-log".into()]);
+    assert_eq!(m.layer_enforced.with_label_values(&["b", "seccomp"]).get(), 0);
+    assert_eq!(m.layer_enforced.with_label_values(&["b", "landlock"]).get(), 0);
+    assert!(!layer_enforced("landlocked", "landlock"));
+}
+
+#[test]
 fn cgroup_totals_become_monotonic_counters_across_restarts() {
     let m = Metrics::new();
     let stats = |cpu, oom| VisualizationStats {
