@@ -82,7 +82,7 @@ fn build(
     };
     top.finish();
     let filesystem = grants::merge(r, own?, r.path(), ctx, others);
-    Some(Policy {
+    let policy = Policy {
         source: r.path().to_path_buf(),
         visualization: visualization?,
         verify: verify?,
@@ -95,7 +95,51 @@ fn build(
         ipc: ipc?,
         osc: osc?,
         midi: midi?,
-    })
+    };
+    reachable(r, root, &policy).then_some(policy)
+}
+
+/// Paths the sandbox must be able to use are inside the effective grants: a working directory
+/// outside them could not be entered, and with `exec_from = "file"` Landlock checks Execute on
+/// the binary itself. Both would otherwise only fail at launch.
+fn reachable(r: &mut Report<'_>, root: &DeTable<'_>, p: &Policy) -> bool {
+    let fs = &p.filesystem;
+    let within = |path: &AbsPath, grants: &[&Vec<AbsPath>]| {
+        grants.iter().any(|g| g.iter().any(|root| path.as_path().starts_with(root.as_path())))
+    };
+    let mut ok = true;
+    if let Some(dir) = &p.visualization.working_dir
+        && !within(dir, &[&fs.read, &fs.read_write, &fs.exec])
+    {
+        r.error(
+            span_of(root, "visualization", "working_dir"),
+            format!("working_dir \"{dir}\" is not inside any [filesystem] grant"),
+        )
+        .hints
+        .push("add it (or a parent) to read, read_write or exec".into());
+        ok = false;
+    }
+    if p.verify.exec_from == ExecFrom::File && !within(&p.visualization.command, &[&fs.exec]) {
+        r.error(
+            span_of(root, "verify", "exec_from"),
+            format!(
+                "exec_from = \"file\" needs the command \"{}\" inside an exec grant",
+                p.visualization.command
+            ),
+        )
+        .hints
+        .push("add its directory to [filesystem] exec, or use exec_from = \"memfd\"".into());
+        ok = false;
+    }
+    ok
+}
+
+/// The span of `[table] key`'s value, or the file start.
+fn span_of(root: &DeTable<'_>, table: &str, key: &str) -> std::ops::Range<usize> {
+    match root.get(table).map(|t| t.get_ref()) {
+        Some(DeValue::Table(t)) => t.get(key).map_or(0..0, |v| v.span()),
+        _ => 0..0,
+    }
 }
 
 fn visualization(r: &mut Report<'_>, mut f: Fields<'_, '_>) -> Option<Visualization> {

@@ -134,7 +134,7 @@ fn verification_is_required_unless_allowed() {
         vec!["1:1: the binary is not verified: set sha256 or minisign_signature in [verify]"]
     );
     let text =
-        "[visualization]\nname = \"t\"\ncommand = \"/opt/t\"\n[verify]\nexec_from = \"file\"\n";
+        "[visualization]\nname = \"t\"\ncommand = \"/opt/t\"\n[verify]\nexec_from = \"memfd\"\n";
     assert_eq!(
         errors(text)[0],
         "4:2: the binary is not verified: set sha256 or minisign_signature in [verify]"
@@ -232,4 +232,18 @@ fn defaults_are_secure() {
     assert_eq!(p.osc.max_rate, 2000);
     assert!(p.midi.is_none());
     assert!(p.visualization.env.is_empty());
+}
+
+#[test]
+fn working_dir_and_file_exec_must_be_granted() {
+    let head = "[visualization]\nname = \"t\"\ncommand = \"/opt/t/bin/t\"\nworking_dir = \"/srv/t\"\n[verify]\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nexec_from = \"file\"\n";
+    assert_eq!(
+        errors(head),
+        [
+            "4:15: working_dir \"/srv/t\" is not inside any [filesystem] grant",
+            "7:13: exec_from = \"file\" needs the command \"/opt/t/bin/t\" inside an exec grant",
+        ]
+    );
+    let granted = format!("{head}[filesystem]\nread = [\"/srv\"]\nexec = [\"/opt/t/bin\"]\n");
+    assert!(errors(&granted).is_empty(), "{:?}", errors(&granted));
 }
