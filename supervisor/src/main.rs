@@ -12,6 +12,7 @@ mod events;
 mod launch;
 mod osc;
 mod metrics;
+mod midi;
 
 use std::process::ExitCode;
 

@@ -20,6 +20,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run::run(run::RunArgs { policy, osc_listen, config, repeat })
         }
         Command::Osc(cmd) => osc::run(cmd),
+        Command::Midi(cmd) => crate::midi::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
     }
 }

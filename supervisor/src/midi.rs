@@ -1,0 +1,242 @@
+//! The MIDI bridge (DESIGN §7): ALSA input ports → validated MIDI → OSC packets on a tokio
+//! channel, for the OSC hub to route like any other source; and the `vitrine midi` verbs that
+//! let a technician see which ports a policy matches and what gets through.
+//!
+//! midir calls back on its own threads, one per connected port, so nothing here runs on the
+//! runtime's workers: the sink encodes the packet and `try_send`s it. A full channel means the
+//! runtime is behind; the packet is dropped and counted rather than blocking the device.
+//!
+//! Builds without the `alsa` feature have no MIDI input; starting a bridge then fails with an
+//! error that says so.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use clap::Subcommand;
+use tokio::sync::mpsc;
+use vitrine_policy::{LoadContext, Midi};
+
+/// One OSC packet built from validated MIDI, addressed under the visualization's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MidiPacket {
+    /// The input port id (also the first byte of the `m` argument).
+    pub port: u8,
+    pub osc: Vec<u8>,
+}
+
+/// Packets waiting for the runtime beyond this are dropped (a controller sends far less).
+pub const QUEUE: usize = 1024;
+
+/// The running MIDI input of one visualization. Dropping it closes every port.
+#[derive(Debug)]
+pub struct MidiBridge {
+    #[cfg(feature = "alsa")]
+    input: vitrine_midi::alsa::AlsaInput,
+    queue_full: Arc<AtomicU64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MidiError {
+    #[cfg(feature = "alsa")]
+    #[error("MIDI input for {name}")]
+    Alsa {
+        name: String,
+        #[source]
+        source: vitrine_midi::alsa::AlsaError,
+    },
+    #[cfg(not(feature = "alsa"))]
+    #[error("this build of vitrine has no MIDI input (built without the `alsa` feature)")]
+    NoAlsa,
+}
+
+impl MidiBridge {
+    /// Connects the ports matching `midi.inputs` for visualization `name`; validated messages
+    /// arrive on the returned receiver as OSC packets addressed `<prefix>/midi`.
+    pub fn start(
+        name: &str,
+        prefix: &str,
+        midi: &Midi,
+    ) -> Result<(MidiBridge, mpsc::Receiver<MidiPacket>), MidiError> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let queue_full = Arc::new(AtomicU64::new(0));
+        let bridge = start_input(name, prefix, midi, tx, Arc::clone(&queue_full))?;
+        Ok((bridge, rx))
+    }
+
+    /// Per-port names, connection state and counters, for status and metrics
+    /// (`vitrine_midi_messages_total{port,result}`).
+    #[cfg(feature = "alsa")]
+    pub fn status(&self) -> Vec<vitrine_midi::alsa::PortStatus> {
+        self.input.status()
+    }
+
+    /// Accepted packets dropped because the runtime did not take them in time.
+    pub fn queue_full(&self) -> u64 {
+        self.queue_full.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(feature = "alsa")]
+fn start_input(
+    name: &str,
+    prefix: &str,
+    midi: &Midi,
+    tx: mpsc::Sender<MidiPacket>,
+    queue_full: Arc<AtomicU64>,
+) -> Result<MidiBridge, MidiError> {
+    let prefix = prefix.to_string();
+    let full = Arc::clone(&queue_full);
+    let sink = Box::new(move |port: u8, accepted: vitrine_midi::Accepted<'_>| {
+        let mut osc = Vec::with_capacity(32);
+        accepted.encode_osc_under(&prefix, port, &mut osc);
+        if tx.try_send(MidiPacket { port, osc }).is_err() {
+            full.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // The sequencer client is named after the visualization, so `aconnect -l` shows who reads.
+    let client = format!("vitrine-{name}");
+    let input = vitrine_midi::alsa::AlsaInput::start(&client, midi, sink)
+        .map_err(|source| MidiError::Alsa { name: name.to_string(), source })?;
+    Ok(MidiBridge { input, queue_full })
+}
+
+#[cfg(not(feature = "alsa"))]
+fn start_input(
+    _name: &str,
+    _prefix: &str,
+    _midi: &Midi,
+    _tx: mpsc::Sender<MidiPacket>,
+    _queue_full: Arc<AtomicU64>,
+) -> Result<MidiBridge, MidiError> {
+    Err(MidiError::NoAlsa)
+}
+
+/// `vitrine midi …`
+#[derive(Debug, Subcommand)]
+pub enum MidiCommand {
+    /// List the ALSA sequencer ports MIDI can be read from, and which a policy would use.
+    Ports {
+        /// Mark the ports this policy's `[midi] inputs` globs match.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Read MIDI as a policy's `[midi]` table allows and print every message that would
+    /// reach the visualization, then the per-port counters. Nothing is launched.
+    Monitor {
+        /// The visualization's policy file.
+        policy: PathBuf,
+        /// Stop after this many accepted messages (default: until Ctrl-C).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+pub fn run(cmd: MidiCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        MidiCommand::Ports { policy } => ports(policy),
+        MidiCommand::Monitor { policy, count } => monitor(policy, count),
+    }
+}
+
+/// Loads only to read `[midi]`: the binary is never run, so an unsigned policy is fine here.
+fn load_midi(path: &Path) -> anyhow::Result<(String, String, Midi)> {
+    let ctx = LoadContext { allow_unsigned: true, ..LoadContext::default() };
+    let policy = vitrine_policy::load_policy(path, &ctx).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let midi = policy.midi.with_context(|| format!("{} has no [midi] table", path.display()))?;
+    Ok((policy.visualization.name.to_string(), policy.osc.prefix, midi))
+}
+
+#[cfg(feature = "alsa")]
+fn ports(policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let globs = match &policy {
+        Some(p) => load_midi(p)?.2.inputs,
+        None => Vec::new(),
+    };
+    let ports = vitrine_midi::alsa::list_ports("vitrine-ports")?;
+    for (name, address) in ports {
+        let used = globs.iter().any(|g| vitrine_midi::glob_match(g, &name));
+        let mark = if used { "*" } else { " " };
+        println!("{mark} {address:<8} {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "alsa"))]
+fn ports(_policy: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    Err(MidiError::NoAlsa.into())
+}
+
+fn monitor(policy: PathBuf, count: Option<u64>) -> anyhow::Result<ExitCode> {
+    let (name, prefix, midi) = load_midi(&policy)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (bridge, mut rx) = MidiBridge::start(&name, &prefix, &midi)?;
+        eprintln!("vitrine: reading MIDI for {name}; Ctrl-C to stop");
+        let mut seen = 0u64;
+        while count.is_none_or(|n| seen < n) {
+            let packet = tokio::select! {
+                p = rx.recv() => p,
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            let Some(packet) = packet else { break };
+            println!("{}", describe(&packet));
+            seen += 1;
+        }
+        report(&bridge);
+        if bridge.queue_full() > 0 {
+            eprintln!("queue full: {} packets dropped", bridge.queue_full());
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// One line per packet: the port, the OSC address and the MIDI bytes in hex.
+fn describe(packet: &MidiPacket) -> String {
+    let osc = &packet.osc;
+    let address_end = osc.iter().position(|b| *b == 0).unwrap_or(osc.len());
+    let address = String::from_utf8_lossy(&osc[..address_end]);
+    // A `/midi` message ends with its 4-byte `m` argument: port, status, data1, data2.
+    let tail = osc.len().saturating_sub(3);
+    let bytes: Vec<String> = osc[tail..].iter().map(|b| format!("{b:02x}")).collect();
+    format!("port {} {address} {}", packet.port, bytes.join(" "))
+}
+
+#[cfg(feature = "alsa")]
+fn report(bridge: &MidiBridge) {
+    for port in bridge.status() {
+        let c = &port.counters;
+        let drops: Vec<String> =
+            c.drops().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+        eprintln!(
+            "port {} {:?}: connected={} connects={} accepted={} dropped: {}",
+            port.id,
+            port.name,
+            port.connected,
+            port.connects,
+            c.accepted,
+            if drops.is_empty() { "none".to_string() } else { drops.join(" ") }
+        );
+    }
+}
+
+#[cfg(not(feature = "alsa"))]
+fn report(_bridge: &MidiBridge) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_is_described_by_port_address_and_midi_bytes() {
+        let mut osc = Vec::new();
+        vitrine_osc::encode::encode_message(
+            &mut osc,
+            "/aurora/midi",
+            &[vitrine_osc::Arg::Midi([2, 0x90, 0x3c, 0x64])],
+        );
+        assert_eq!(describe(&MidiPacket { port: 2, osc }), "port 2 /aurora/midi 90 3c 64");
+    }
+}
