@@ -249,7 +249,7 @@ fn a_symlink_swap_cannot_slip_other_bytes_past_the_pin() {
         })
     };
     let (mut ok, mut refused) = (0, 0);
-    for _ in 0..300 {
+    for _ in 0..200 {
         match open_verified(&link, &pinned(sha256(&good))) {
             Ok(v) => {
                 assert_eq!(contents(&v.fd), good, "a verified copy must hold the pinned bytes");
@@ -343,7 +343,14 @@ fn exec_from_file_refuses_group_writable_files_and_directories() {
         eprintln!("skipped: {} lies below a writable directory", base.display());
         return;
     }
-    let dir = tempfile::tempdir_in(base).expect("tempdir");
+    let dir = match tempfile::tempdir_in(base) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => {
+            eprintln!("skipped: {} is read-only here", base.display());
+            return;
+        }
+        Err(e) => panic!("tempdir in {}: {e}", base.display()),
+    };
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
     fs::set_permissions(base, fs::Permissions::from_mode(0o755)).expect("chmod base");
     let path = write_file(dir.path(), "viz", b"bytes");
