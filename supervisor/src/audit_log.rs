@@ -30,6 +30,8 @@ use crate::metrics::Metrics;
 const CHANNEL_CAPACITY: usize = 1024;
 /// Records kept while the log cannot be written.
 const PENDING_CAPACITY: usize = 4096;
+/// Records written with one write and one round of syncs (group commit).
+const BATCH: usize = 64;
 /// How often an unwritable log is tried again when no new record arrives.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -225,29 +227,36 @@ impl Writer {
         self.pending.push_back(record);
     }
 
-    /// Writes pending records in order until one fails; the failed one stays first in line.
+    /// Writes pending records in order, in batches (one write and one round of syncs each),
+    /// until a batch fails; the failed batch stays first in line.
     fn flush(&mut self) {
         while !self.pending.is_empty() {
             if !self.ensure_open() {
                 return;
             }
-            let (Some(log), Some(record)) = (self.log.as_mut(), self.pending.front()) else {
-                return;
-            };
-            match log.append(&record.kind, &record.subject, record.detail.clone()) {
-                Ok(done) => self.metrics.audit_event(&record.kind, done.seq),
+            let Some(log) = self.log.as_mut() else { return };
+            let count = self.pending.len().min(BATCH);
+            let batch = self
+                .pending
+                .iter()
+                .take(count)
+                .map(|r| (r.kind.as_str(), r.subject.as_str(), r.detail.clone()));
+            match log.append_batch(batch) {
+                Ok(_) => {}
                 Err(e) if e.record_written() => {
-                    self.metrics.audit_event(&record.kind, log.last().seq);
                     self.metrics.audit_write_error();
                     tracing::error!(error = %e, "audit head file not updated");
                 }
                 Err(e) => {
                     self.metrics.audit_write_error();
-                    tracing::error!(error = %e, path = %self.path.display(), kind = %record.kind, "audit record not written; will retry");
+                    tracing::error!(error = %e, path = %self.path.display(), records = count, "audit records not written; will retry");
                     return;
                 }
             }
-            self.pending.pop_front();
+            let last_seq = log.last().seq;
+            for record in self.pending.drain(..count) {
+                self.metrics.audit_event(&record.kind, last_seq);
+            }
         }
     }
 

@@ -18,6 +18,65 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the daemon: every visualization of the box, restarted by policy (systemd Type=notify).
+    Serve {
+        /// The daemon configuration; default /etc/vitrine/vitrine.toml (all defaults if absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show the state of every visualization, or of one.
+    Status {
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Start a visualization (also after it failed); waits until it runs or fails.
+    Start {
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Stop a visualization: SIGTERM, then its whole cgroup is killed after `stop_timeout`.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Stop and start a visualization again, clearing its backoff.
+    Restart {
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Read the policy directory again: changed visualizations restart, invalid files keep the
+    /// running version.
+    Reload {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show a visualization's recent output.
+    Logs {
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show the daemon's recent events.
+    Events {
+        /// Keep printing new events.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Run one visualization in the foreground, fully sandboxed; exit code = the child's, or
     /// 128+signal.
     Run {
@@ -37,9 +96,6 @@ pub enum Command {
     /// OSC tools: try controllers against policies' `[osc]` schemas without a sandbox.
     #[command(subcommand)]
     Osc(OscCommand),
-    /// MIDI tools: list ALSA input ports, see what a policy's `[midi]` table lets through.
-    #[command(subcommand)]
-    Midi(crate::midi::MidiCommand),
     /// The hash-chained audit log: check that no record was edited, removed, inserted or
     /// reordered.
     #[command(subcommand)]
@@ -89,4 +145,15 @@ pub enum OscCommand {
         #[arg(required = true)]
         targets: Vec<String>,
     },
+}
+
+/// How client verbs find the daemon's control socket.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The control socket; overrides the configuration.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The daemon configuration whose `[control] socket` to use; default /etc/vitrine/vitrine.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }

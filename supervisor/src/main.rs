@@ -8,11 +8,12 @@
 mod audit_log;
 mod cli;
 mod cmd;
+mod control;
+mod daemon;
 mod events;
 mod launch;
 mod osc;
 mod metrics;
-mod midi;
 
 use std::process::ExitCode;
 

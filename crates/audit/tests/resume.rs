@@ -114,3 +114,20 @@ fn a_failed_head_update_is_reported_and_retried() {
 fn hex_of(hash: &[u8; 32]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_batch_is_one_chain_of_records() {
+    let (_dir, path) = fresh();
+    let (mut log, _) = AuditLog::open(&path).expect("open");
+    append_n(&mut log, 1);
+    let empty: [(&str, &str, serde_json::Value); 0] = [];
+    assert_eq!(log.append_batch(empty).expect("empty batch").seq, 1);
+    let batch = (0..5).map(|i| ("oom", "aurora", json!({"i": i})));
+    let last = log.append_batch(batch).expect("batch");
+    assert_eq!(last.seq, 6);
+    assert_eq!(log.last().hash, last.hash);
+    let report = verify(&path).expect("verify");
+    assert!(report.is_intact() && report.notices.is_empty(), "{report:?}");
+    assert_eq!(report.lines, 6);
+    assert_eq!(report.last.map(|h| h.hash), Some(last.hash));
+}

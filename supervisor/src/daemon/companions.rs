@@ -1,0 +1,185 @@
+//! The parts of `vitrine serve` that run next to the visualizations: the Prometheus endpoint,
+//! the audit log, and the OSC hub. They are started before the first policy loads (so they see
+//! every event from the start) and stopped after the last visualization has ended.
+//!
+//! They learn about sandboxes in two ways: lifecycle events from the bus (metrics, audit), and
+//! the [`Hooks`] the visualization tasks call with each new sandbox's OSC channel and sandbox
+//! report (OSC routing, per-sandbox metrics).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use vitrine_osc::RouterConfig;
+use vitrine_policy::{Config, Policy};
+
+use super::launcher::{Hooks, Started};
+use crate::audit_log::{self, AuditWriter};
+use crate::events::{Event, EventBus};
+use crate::metrics::{self, Metrics, VisualizationStats};
+use crate::osc::{Delivery, Hub};
+
+/// How often the cgroup statistics are copied into the metrics.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The running companions; [`Companions::shutdown`] ends them in order.
+#[derive(Debug)]
+pub struct Companions {
+    pub metrics: Metrics,
+    hub: Option<Arc<Hub>>,
+    audit: Option<AuditWriter>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The hooks the visualization tasks call; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CompanionHooks {
+    metrics: Metrics,
+    hub: Option<Arc<Hub>>,
+}
+
+impl Companions {
+    /// Starts the metrics endpoint (unless `listen = "off"`), the audit log writer and the OSC
+    /// hub (unless `[osc] listen` is empty). A listener that cannot be bound is an error: a box
+    /// silently without its metrics or OSC input is worse than one that does not start.
+    pub async fn start(config: &Config, bus: &EventBus) -> anyhow::Result<Companions> {
+        let metrics = Metrics::new();
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks =
+            vec![tokio::spawn(metrics::follow_events(bus.subscribe(), metrics.clone()))];
+        if let Some(addr) = config.metrics.listen {
+            let listener = metrics::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            let shutdown = wait_for(stopped.clone());
+            tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone(), shutdown)));
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        let audit =
+            AuditWriter::start(config.audit.path.clone(), metrics.clone()).with_context(|| {
+                format!("cannot start the audit log {}", config.audit.path.display())
+            })?;
+        tasks.push(tokio::spawn(audit_log::follow_events(bus.subscribe(), audit.handle())));
+        let hub = start_hub(config, bus, &mut tasks).await?;
+        Ok(Companions { metrics, hub, audit: Some(audit), stop, tasks })
+    }
+
+    /// Copies each running visualization's cgroup statistics into the metrics periodically.
+    pub fn follow_stats<F, Fut>(&mut self, status: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Vec<super::unit::UnitStatus>> + Send,
+    {
+        let metrics = self.metrics.clone();
+        let mut stopped = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATS_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                for unit in status().await {
+                    if let Some(s) = unit.stats {
+                        let stats = VisualizationStats {
+                            cpu_seconds: s.cpu_seconds,
+                            memory_bytes: s.memory_bytes,
+                            pids: s.pids,
+                            oom_kills: s.oom_kills,
+                        };
+                        metrics.set_visualization_stats(&unit.name, &stats);
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Stops the listeners, lets the bus followers catch up, flushes the audit log and waits
+    /// for every task. Call it after the last visualization has stopped.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(hub) = self.hub.take().and_then(|h| Arc::try_unwrap(h).ok()) {
+            hub.shutdown().await;
+        }
+        // The bus lives as long as the process, so its followers never see it close: give them
+        // a moment to take the last events (the visualizations' `stopped`), then end them.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(audit) = self.audit.take() {
+            // Flushing writes and fsyncs: blocking work.
+            let _ = tokio::task::spawn_blocking(move || audit.shutdown()).await;
+        }
+    }
+
+    pub fn hooks(&self) -> CompanionHooks {
+        CompanionHooks { metrics: self.metrics.clone(), hub: self.hub.clone() }
+    }
+}
+
+async fn start_hub(
+    config: &Config,
+    bus: &EventBus,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<Option<Arc<Hub>>> {
+    if config.osc.listen.is_empty() {
+        tracing::info!("OSC ingress off ([osc] listen is empty)");
+        return Ok(None);
+    }
+    let (blocked_tx, mut blocked) = mpsc::channel(64);
+    let hub = Hub::start(&config.osc, RouterConfig::default(), blocked_tx)
+        .await
+        .with_context(|| format!("cannot listen for OSC on {:?}", config.osc.listen))?;
+    tracing::info!("OSC on {:?}", hub.local_addrs());
+    let bus = bus.clone();
+    tasks.push(tokio::spawn(async move {
+        while let Some(b) = blocked.recv().await {
+            let reason = format!("repeated violations; blocked for {}s", b.cooldown.as_secs());
+            bus.publish(Event::OscBlock { source: b.source.to_string(), reason });
+        }
+    }));
+    Ok(Some(Arc::new(hub)))
+}
+
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Hooks for CompanionHooks {
+    fn started(&self, policy: &Policy, sandbox: &Started, delivery: Option<Delivery>) {
+        let name = policy.visualization.name.as_str();
+        let abi = sandbox
+            .layers
+            .iter()
+            .find_map(|l| l.strip_prefix("landlock-abi-").and_then(|n| n.parse().ok()))
+            .unwrap_or(0);
+        self.metrics.set_sandbox(name, abi, &sandbox.layers);
+        if let Some(seconds) = sandbox.spawn_seconds {
+            self.metrics.observe_spawn(seconds);
+        }
+        if let (Some(hub), Some(delivery)) = (&self.hub, delivery)
+            && let Err(e) = hub.attach(name, &policy.osc, delivery)
+        {
+            tracing::error!(visualization = name, "cannot route OSC to the sandbox: {e}");
+        }
+    }
+
+    fn ended(&self, name: &str) {
+        if let Some(hub) = &self.hub {
+            hub.detach(name);
+        }
+    }
+
+    fn removed(&self, name: &str) {
+        self.ended(name);
+        self.metrics.remove_visualization(name);
+    }
+}

@@ -1,0 +1,60 @@
+//! Root-gated: SIGKILL of the supervisor leaves no sandboxed process alive, and the next start
+//! cleans up what a previous run left behind.
+
+mod daemon_support;
+
+use daemon_support::{TestBox, Viz, alive, root_or_skip};
+
+#[test]
+fn sigkill_of_the_supervisor_leaves_nothing_running() {
+    if !root_or_skip("sigkill_of_the_supervisor_leaves_nothing_running") {
+        return;
+    }
+    let mut b = TestBox::new();
+    // Each visualization also starts a background child that would outlive a careless init.
+    for name in ["one", "two", "three"] {
+        b.write_policy(name, "sleep 1000 & exec sleep 1001", &Viz::default());
+    }
+    b.start_daemon();
+    let pids: Vec<u32> = ["one", "two", "three"]
+        .iter()
+        .map(|n| b.wait_state(n, "running")["pid"].as_u64().expect("pid") as u32)
+        .collect();
+    let sandboxed = descendants_of(&pids);
+    assert!(sandboxed.len() >= 6, "sandboxes and their children: {sandboxed:?}");
+
+    let mut daemon = b.daemon.take().expect("daemon");
+    daemon.kill().expect("SIGKILL the supervisor");
+    daemon.wait().expect("reap the supervisor");
+    b.wait_until("every sandboxed process is gone", |_| sandboxed.iter().all(|p| !alive(*p)));
+
+    // A new daemon starts cleanly over the leftovers (cgroups, socket) of the killed one.
+    b.start_daemon();
+    for name in ["one", "two", "three"] {
+        b.wait_state(name, "running");
+    }
+    assert!(b.stop_daemon().success());
+}
+
+/// `pids` and every process below them.
+fn descendants_of(pids: &[u32]) -> Vec<u32> {
+    let mut all: Vec<u32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse().ok());
+            if ppid == Some(parent) && !all.contains(&pid) {
+                all.push(pid);
+            }
+        }
+        i += 1;
+    }
+    all
+}
