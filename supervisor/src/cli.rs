@@ -96,6 +96,9 @@ pub enum Command {
     /// OSC tools: try controllers against policies' `[osc]` schemas without a sandbox.
     #[command(subcommand)]
     Osc(OscCommand),
+    /// MIDI tools: list ALSA input ports, see what a policy's `[midi]` table lets through.
+    #[command(subcommand)]
+    Midi(crate::midi::MidiCommand),
     /// The hash-chained audit log: check that no record was edited, removed, inserted or
     /// reordered.
     #[command(subcommand)]

@@ -14,6 +14,7 @@ mod events;
 mod launch;
 mod osc;
 mod metrics;
+mod midi;
 
 use std::process::ExitCode;
 
