@@ -137,6 +137,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_floor_above_the_kernel_is_refused_before_anything_is_restricted() {
+        let plan = LandlockPlan { required: true, min_abi: u8::MAX, rules: vec![] };
+        let err = apply(&plan).expect_err("no kernel has ABI 255");
+        assert!(matches!(err, LandlockError::BelowFloor { floor: u8::MAX, .. }), "{err}");
+    }
+
+    #[test]
     fn read_grants_never_include_write_or_execute() {
         for abi in [ABI::V1, ABI::V3, ABI::V5, ABI::V7] {
             let r = rights(FsAccess::Read, abi, true);

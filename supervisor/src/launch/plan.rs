@@ -214,8 +214,19 @@ fn landlock(policy: &Policy) -> LandlockPlan {
     }
     LandlockPlan {
         required: policy.sandbox.landlock == LandlockMode::Required,
-        min_abi: policy.sandbox.landlock_min_abi,
+        min_abi: test_floor().unwrap_or(policy.sandbox.landlock_min_abi),
         rules,
+    }
+}
+
+/// Debug builds only: `VITRINE_TEST_LANDLOCK_MIN_ABI` raises the Landlock floor above what a
+/// policy may say, so the tests can show the shim refusing a kernel below the floor on any
+/// host. It can only make the sandbox stricter, and release builds do not read it.
+fn test_floor() -> Option<u8> {
+    if cfg!(debug_assertions) {
+        std::env::var("VITRINE_TEST_LANDLOCK_MIN_ABI").ok()?.parse().ok()
+    } else {
+        None
     }
 }
 
