@@ -18,22 +18,6 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Run one visualization in the foreground, fully sandboxed; exit code = the child's, or
-    /// 128+signal.
-    Run {
-        /// The visualization's policy file.
-        policy: PathBuf,
-        /// Accept OSC for this visualization on ADDR (e.g. 127.0.0.1:9000).
-        #[arg(long, value_name = "ADDR")]
-        osc_listen: Option<String>,
-        /// The daemon configuration (for `allow_unsigned`); default /etc/vitrine/vitrine.toml.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Benchmarking: run N times, reusing the verified binary and the filter, and print
-        /// spawn-time percentiles.
-        #[arg(long, value_name = "N", hide = true)]
-        repeat: Option<u32>,
-    },
     /// Run the daemon: every visualization of the box, restarted by policy (systemd Type=notify).
     Serve {
         /// The daemon configuration; default /etc/vitrine/vitrine.toml (all defaults if absent).

@@ -17,9 +17,6 @@ mod status;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
-        Command::Run { policy, osc_listen: _, config, repeat } => {
-            run::run(run::RunArgs { policy, config, repeat })
-        }
         Command::Run { policy, osc_listen, config, repeat } => {
             let osc_listen = osc_listen
                 .map(|a| a.parse())
