@@ -78,7 +78,7 @@ pub struct PeerService {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    _discovery: Option<Discovery>,
+    discovery: Mutex<Option<Discovery>>,
 }
 
 impl Drop for PeerService {
@@ -137,7 +137,7 @@ impl PeerService {
         ];
         tracing::info!(id = %identity.id(), %local_addr, "peer service listening");
         Ok((
-            Self { shared, local_addr, stop, tasks, _discovery: discovery },
+            Self { shared, local_addr, stop, tasks, discovery: Mutex::new(discovery) },
             PeerChannels { events, osc },
         ))
     }
@@ -293,6 +293,14 @@ impl PeerService {
         for id in ids {
             self.shared.close_link(&id, "identity rotated");
         }
+        // The advertisement carries the ID; withdraw the old one and announce the new one.
+        let mut discovery = lock(&self.discovery);
+        if discovery.take().is_some() {
+            *discovery = Discovery::start(&self.shared, self.local_addr)
+                .inspect_err(|e| tracing::warn!(error = %e, "mDNS advertisement not renewed"))
+                .ok();
+        }
+        drop(discovery);
         self.shared.emit(PeerEvent::IdentityRotated {
             old: report.old,
             new: report.new,
