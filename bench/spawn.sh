@@ -70,7 +70,9 @@ def timed(cmd):
     samples = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.exit(f"{cmd[0]} failed ({r.returncode}): {r.stderr}")
         samples.append((time.perf_counter() - t) * 1e3)
     return samples
 
