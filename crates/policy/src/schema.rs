@@ -13,7 +13,25 @@ pub fn schema() -> Value {
     m.insert("$id".into(), json!("https://example.invalid/vitrine/policy.schema.json"));
     m.insert("title".into(), json!("vitrine visualization policy"));
     m.insert("required".into(), json!(["visualization"]));
+    constrain(&mut root);
     root
+}
+
+/// The rules between keys that editors can check too: type-specific param keys, and keys that
+/// only make sense together.
+fn constrain(root: &mut Value) {
+    let only = |key: &str, types: &[&str]| json!({"if": {"required": [key]}, "then": {"properties": {"type": {"enum": types}}}});
+    let param = &mut root["properties"]["osc"]["properties"]["params"]["items"];
+    param["allOf"] = json!([
+        only("range", &["float", "int"]),
+        only("max_len", &["string", "blob"]),
+        only("one_of", &["string"]),
+    ]);
+    param["dependentRequired"] = json!({"out_of_range": ["range"]});
+    root["properties"]["verify"]["dependentRequired"] = json!({
+        "minisign_signature": ["minisign_keys"],
+        "minisign_keys": ["minisign_signature"],
+    });
 }
 
 fn object(s: &Section) -> Value {

@@ -112,6 +112,11 @@ fn schema_is_draft_2020_12_with_enums_and_defaults() {
     let param = &s["properties"]["osc"]["properties"]["params"]["items"];
     assert_eq!(param["required"], serde_json::json!(["address", "type"]));
     assert_eq!(s["properties"]["ipc"]["properties"]["port"]["default"], 9000);
+    assert_eq!(param["dependentRequired"]["out_of_range"], serde_json::json!(["range"]));
+    assert_eq!(
+        param["allOf"][0]["then"]["properties"]["type"]["enum"],
+        serde_json::json!(["float", "int"])
+    );
 }
 
 /// docs/policy.md documents every key in its section's table.
