@@ -120,3 +120,24 @@ fn oscdump_runs_until_stopped() {
     assert!(!stderr.contains("seccomp:"), "oscdump was killed by seccomp: {stderr}");
     assert_eq!(out.status.code(), Some(128 + 15), "stopped by the forwarded SIGTERM: {stderr}");
 }
+
+#[test]
+fn oom_kill_is_reported() {
+    if !root_or_skip("oom_kill_is_reported") {
+        return;
+    }
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped oom_kill_is_reported: /usr/bin/python3 is not installed");
+        return;
+    }
+    let verify = format!("sha256 = \"{}\"", sha256(&python.canonicalize().expect("python path")));
+    // Multiplying bytes writes every page, so the memory is really used.
+    let args = vec!["-c".to_owned(), "b = b'x' * (1 << 30); print(len(b))".to_owned()];
+    let tables =
+        tables("nobody", "python3", "").replace("memory = \"256MiB\"", "memory = \"64MiB\"");
+    let policy = Policy::new("t-oom", python, &args, "{}", &verify, &tables);
+    let run = vitrine_run(&policy.path, &[]);
+    assert!(run.stderr.contains("killed by the OOM killer"), "{}", run.stderr);
+    assert_eq!(run.code(), 128 + 9);
+}

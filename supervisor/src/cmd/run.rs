@@ -54,6 +54,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut child = launcher.spawn(&prepared, Output::Inherit).map_err(chain)?;
     eprintln!("vitrine: {name}: started, {}", child.enforced().summary());
+    for warning in child.enforced().warnings() {
+        eprintln!("vitrine: {name}: warning: {warning}");
+    }
     // With --osc-listen, validated OSC is forwarded to the child; either way the channel stays
     // open for the child's lifetime.
     let (osc, _ipc) = match (args.osc_listen, child.take_ipc()) {

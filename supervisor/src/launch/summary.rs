@@ -69,6 +69,32 @@ impl Enforced {
         )
     }
 
+    /// Every way this sandbox is weaker than the full set, to be said loudly at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        match &self.landlock {
+            Some(l) if l.status == "fully-enforced" => {}
+            Some(l) => w.push(format!(
+                "Landlock is only {} (kernel ABI {}): the filesystem and TCP restrictions are \
+                 incomplete (policy has landlock = \"best-effort\")",
+                l.status, l.kernel_abi
+            )),
+            None => w.push("the shim did not report Landlock".to_owned()),
+        }
+        match self.seccomp_action.as_str() {
+            "kill" => {}
+            "log" => w.push(
+                "seccomp action is `log`: forbidden syscalls are allowed and only logged \
+                 (learning mode, not a sandbox)"
+                    .to_owned(),
+            ),
+            other => w.push(format!(
+                "seccomp action is `{other}`: forbidden syscalls fail instead of killing"
+            )),
+        }
+        w
+    }
+
     /// Layer names for `vitrine_sandbox_layer_enforced{layer}` and the daemon's status.
     pub fn layers(&self) -> Vec<String> {
         let mut layers = vec!["namespaces".to_owned()];
