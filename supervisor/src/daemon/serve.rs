@@ -161,11 +161,11 @@ async fn status_line<L: Launcher>(daemon: &Daemon<L>) -> String {
 
 /// Pings systemd's watchdog at half its interval when `WATCHDOG_USEC` asks for it.
 fn watchdog(mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<()>> {
-    let mut usec = 0;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
-        return None;
-    }
-    let period = Duration::from_micros(usec) / 2;
+    let period = watchdog_period(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )?;
     tracing::info!("systemd watchdog: pinging every {period:?}");
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
@@ -178,9 +178,41 @@ fn watchdog(mut stop: watch::Receiver<bool>) -> Option<tokio::task::JoinHandle<(
     }))
 }
 
+/// Half of `WATCHDOG_USEC`, as sd_watchdog_enabled(3) decides it: the watchdog is ours unless
+/// `WATCHDOG_PID` names another process. (The sd-notify crate also requires `WATCHDOG_PID` to be
+/// set, which would ignore a watchdog that systemd configured for us.)
+fn watchdog_period(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok() != Some(own_pid)
+    {
+        return None;
+    }
+    Some(Duration::from_micros(usec) / 2)
+}
+
 fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
     // Outside systemd ($NOTIFY_SOCKET unset) this is a no-op that succeeds.
     if let Err(e) = sd_notify::notify(false, states) {
         tracing::warn!("sd_notify failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_period_follows_sd_watchdog_enabled() {
+        assert_eq!(watchdog_period(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_period(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
+        assert_eq!(
+            watchdog_period(Some("2000000"), Some("8"), 7),
+            None,
+            "another process's watchdog"
+        );
+        assert_eq!(watchdog_period(Some("0"), None, 7), None);
+        assert_eq!(watchdog_period(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_period(None, Some("7"), 7), None);
     }
 }

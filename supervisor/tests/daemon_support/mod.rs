@@ -135,6 +135,11 @@ profile = "default"
 
     /// Starts `vitrine serve` and waits until its control socket answers.
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with_env(&[]);
+    }
+
+    /// Like [`TestBox::start_daemon`], with extra environment (e.g. systemd's).
+    pub fn start_daemon_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.path().join("daemon.log")).expect("log file");
         let child = Command::new(VITRINE)
             .args(["serve", "--config"])
@@ -142,6 +147,9 @@ profile = "default"
             .env("RUST_LOG", "info")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
