@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod http;
+mod osc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use prometheus::{
 // `vitrine serve` starts the endpoint through these two.
 #[allow(unused_imports)]
 pub use self::http::{bind, serve};
+#[allow(unused_imports)]
+pub use self::osc::OscSource;
 use crate::events::{Envelope, Event, ExitReason};
 
 /// The states `vitrine_visualization_state{state}` reports; exactly one is 1 per visualization.
@@ -38,8 +41,9 @@ const SPAWN_BUCKETS: [f64; 12] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// Buckets for ingress → child: tens of microseconds on an idle box, milliseconds under load.
-const LATENCY_BUCKETS: [f64; 12] =
-    [10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3];
+/// The same bounds as the OSC hub's own histogram, so its counts carry over exactly.
+const LATENCY_BUCKETS: [f64; 10] =
+    [0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05];
 
 /// Resource usage of one visualization, as read from its cgroup. Values are cumulative for the
 /// cgroup's lifetime; the metrics keep counters monotonic across restarts (a new cgroup).
@@ -81,6 +85,8 @@ pub struct Metrics {
     audit_last_seq: IntGauge,
     /// The last cumulative stats per visualization, to turn cgroup totals into counter steps.
     last_stats: Arc<Mutex<HashMap<String, VisualizationStats>>>,
+    /// Where OSC counters come from at scrape time.
+    osc_bridge: osc::SharedBridge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -231,6 +237,7 @@ impl Metrics {
                 "Sequence number of the last audit record written; compare off the box to detect a rewritten log.",
             ),
             last_stats: Arc::default(),
+            osc_bridge: Arc::default(),
             registry,
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -239,6 +246,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
+        self.pull_osc();
         let mut out = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

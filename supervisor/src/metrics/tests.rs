@@ -348,3 +348,47 @@ fn series_in(expr: &str) -> Vec<String> {
     }
     found
 }
+
+#[test]
+fn hub_snapshots_become_counter_increments_and_latency_buckets() {
+    use crate::osc::{LatencySnapshot, StatsSnapshot, VisualizationStats as OscViz};
+    const BOUNDS: [f64; 10] = LATENCY_BUCKETS;
+    let snapshot = |udp: u64, forwarded: u64, fast: u64, slow: u64| StatsSnapshot {
+        received_udp: udp,
+        received_injected: 1,
+        rejected: vec![("unknown-address", udp / 2)],
+        visualizations: vec![OscViz {
+            name: "aurora".into(),
+            forwarded,
+            dropped: vec![("coalesced", 3)],
+            feedback: 0,
+        }],
+        latency: LatencySnapshot {
+            bounds: &BOUNDS,
+            counts: vec![fast, 0, 0, 0, 0, 0, 0, 0, 0, 0, slow],
+            sum_seconds: 0.0,
+        },
+        blocks: 0,
+    };
+    let m = Metrics::new();
+    let source_calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let calls = source_calls.clone();
+    m.set_osc_source(Arc::new(move || {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        snapshot(10 * n, 8 * n, 5 * n, n)
+    }));
+    m.render();
+    let text = m.render();
+    assert_eq!(source_calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    // Totals of the second snapshot, not the sum of both.
+    assert!(text.contains(r#"vitrine_osc_received_total{source="udp"} 20"#), "{text}");
+    assert!(text.contains(r#"vitrine_osc_received_total{source="injected"} 1"#), "{text}");
+    assert!(text.contains(r#"vitrine_osc_rejected_total{reason="unknown-address"} 10"#), "{text}");
+    assert!(text.contains(r#"vitrine_osc_forwarded_total{name="aurora"} 16"#), "{text}");
+    assert!(text.contains(r#"vitrine_osc_dropped_total{name="aurora",reason="coalesced"} 3"#));
+    assert!(
+        text.contains(r#"vitrine_osc_forward_latency_seconds_bucket{le="0.00002"} 10"#),
+        "{text}"
+    );
+    assert!(text.contains("vitrine_osc_forward_latency_seconds_count 12"), "{text}");
+}
