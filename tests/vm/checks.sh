@@ -8,6 +8,10 @@ echo "== boot: guest up for $(cut -d' ' -f1 /proc/uptime) s when the checks star
 failed=0
 echo "== smoke"
 "$here/smoke.sh" || failed=1
+if [[ -n ${VITRINE_BIN:-} ]]; then
+    echo "== midi-e2e"
+    "$here/midi-e2e.sh" || failed=1
+fi
 for bin in "$@"; do
     echo "== $(basename "$bin")"
     "$bin" --test-threads=1 || failed=1
