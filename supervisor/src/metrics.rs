@@ -175,7 +175,7 @@ impl Metrics {
             osc_received: counter_vec(
                 &registry,
                 "osc_received_total",
-                "OSC packets received, by ingress (udp, peer, midi).",
+                "OSC packets received, by ingress (udp; injected: relayed by peers or the MIDI bridge).",
                 &["source"],
             ),
             osc_forwarded: counter_vec(
@@ -367,7 +367,7 @@ impl Metrics {
         self.spawn_seconds.observe(seconds);
     }
 
-    /// `source`: the ingress kind (`udp`, `peer`, `midi`), never an address.
+    /// `source`: the ingress kind (`udp`, `injected`), never an address.
     pub fn osc_received(&self, source: &str) {
         self.osc_received.with_label_values(&[source]).inc();
     }
