@@ -18,6 +18,12 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Peering: the boxes this one trusts; pair with a new box, forget one.
+    #[command(subcommand)]
+    Peers(crate::cmd::peers::PeersCommand),
+    /// This box's peer identity: show it, or rotate its key.
+    #[command(subcommand)]
+    Identity(crate::cmd::identity::IdentityCommand),
     /// Run the daemon: every visualization of the box, restarted by policy (systemd Type=notify).
     Serve {
         /// The daemon configuration; default /etc/vitrine/vitrine.toml (all defaults if absent).

@@ -15,6 +15,7 @@ mod launch;
 mod osc;
 mod metrics;
 mod midi;
+mod peering;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,9 @@ use crate::cli::{Cli, Command};
 pub(crate) mod audit;
 mod ctl;
 mod events;
+pub(crate) mod identity;
 mod logs;
+pub(crate) mod peers;
 mod osc;
 mod policy;
 mod run;
@@ -17,6 +19,8 @@ mod status;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Peers(cmd) => peers::run(cmd),
+        Command::Identity(cmd) => identity::run(cmd),
         Command::Run { policy, osc_listen, config, repeat } => {
             let osc_listen = osc_listen
                 .map(|a| a.parse())
