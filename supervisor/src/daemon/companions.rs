@@ -1,5 +1,5 @@
 //! The parts of `vitrine serve` that run next to the visualizations: the Prometheus endpoint,
-//! the audit log, and the OSC hub. They are started before the first policy loads (so they see
+//! the audit log, the OSC hub and peering. They are started before the first policy loads (so they see
 //! every event from the start) and stopped after the last visualization has ended.
 //!
 //! They learn about sandboxes in two ways: lifecycle events from the bus (metrics, audit), and
@@ -19,6 +19,7 @@ use crate::audit_log::{self, AuditWriter};
 use crate::events::{Event, EventBus};
 use crate::metrics::{self, Metrics, VisualizationStats};
 use crate::osc::{Delivery, Hub};
+use crate::peering::{self, Peering};
 
 /// How often the cgroup statistics are copied into the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
@@ -28,6 +29,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Companions {
     pub metrics: Metrics,
     hub: Option<Arc<Hub>>,
+    peering: Option<Arc<Peering>>,
     audit: Option<AuditWriter>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -63,7 +65,17 @@ impl Companions {
             })?;
         tasks.push(tokio::spawn(audit_log::follow_events(bus.subscribe(), audit.handle())));
         let hub = start_hub(config, bus, &mut tasks).await?;
-        Ok(Companions { metrics, hub, audit: Some(audit), stop, tasks })
+        // OSC from controller peers is validated and routed exactly like a local datagram.
+        let sink_hub = hub.clone();
+        let sink: peering::OscSink = Arc::new(move |packet: &[u8], from| {
+            if let Some(hub) = &sink_hub {
+                hub.inject(packet, from);
+            }
+        });
+        let peering = peering::start(config, bus.clone(), Some(metrics.clone()), sink)
+            .await
+            .context("cannot start peering")?;
+        Ok(Companions { metrics, hub, peering, audit: Some(audit), stop, tasks })
     }
 
     /// Copies each running visualization's cgroup statistics into the metrics periodically.
@@ -100,6 +112,9 @@ impl Companions {
     /// for every task. Call it after the last visualization has stopped.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        if let Some(peering) = self.peering.take() {
+            peering.shutdown();
+        }
         if let Some(hub) = self.hub.take().and_then(|h| Arc::try_unwrap(h).ok()) {
             hub.shutdown().await;
         }
