@@ -16,6 +16,8 @@ use vitrine_osc::encode::encode_message;
 use vitrine_osc::wire::{self, Arg};
 
 const SECONDS_PER_RUN: u64 = 3;
+/// The last part of each gap between sends is spun rather than slept, for accurate pacing.
+const SPIN: Duration = Duration::from_micros(60);
 
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -113,6 +115,13 @@ fn send(port: u16, address: &str, rate: u64, count: u64) {
     let start = Instant::now();
     for i in 0..count {
         let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        // Sleep most of the gap and spin only the last stretch: a sender spinning a whole core
+        // would steal the CPU the relay and the receiver need on a small box.
+        if let Some(gap) =
+            due.checked_duration_since(Instant::now()).and_then(|g| g.checked_sub(SPIN))
+        {
+            std::thread::sleep(gap);
+        }
         while Instant::now() < due {
             std::hint::spin_loop();
         }

@@ -395,3 +395,40 @@ async fn oscquery_describes_attached_parameters() {
     assert!(get("/nothing").await.starts_with("HTTP/1.1 404"));
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_feedback_from_the_child_reaches_recent_senders_validated() {
+    let hub = hub(vec![NetRule::Local]).await;
+    // The "child": a UDP socket that receives on `port` and replies to where vitrine's socket
+    // is bound (in a sandbox: 127.0.0.1:reply_port inside the namespace).
+    let child = UdpSocket::bind("127.0.0.1:0").unwrap();
+    child.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let reply_to = ours.local_addr().unwrap();
+    let port = child.local_addr().unwrap().port();
+    hub.attach("viz", &schema("/viz"), Delivery::Udp { socket: ours, port }).unwrap();
+    let controller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    controller.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let to = hub.local_addrs()[0];
+    controller.send_to(&packet("/viz/ping", &[]), to).unwrap();
+    let mut buf = [0u8; 128];
+    let n = child.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], packet("/ping", &[]).as_slice());
+    // Out of range (clamped), unknown (dropped), then a marker.
+    child.send_to(&packet("/speed", &[Arg::Float(50.0)]), reply_to).unwrap();
+    child.send_to(&packet("/secret", &[Arg::Int(1)]), reply_to).unwrap();
+    child.send_to(&packet("/end", &[]), reply_to).unwrap();
+    let mut got = Vec::new();
+    loop {
+        let (n, _) = controller.recv_from(&mut buf).unwrap();
+        let done = buf[..n] == packet("/viz/end", &[]);
+        got.push(buf[..n].to_vec());
+        if done {
+            break;
+        }
+    }
+    assert_eq!(got, [packet("/viz/speed", &[Arg::Float(10.0)]), packet("/viz/end", &[])]);
+    let stats = hub.stats();
+    assert_eq!(stats.visualizations[0].feedback, 2);
+    hub.shutdown().await;
+}
