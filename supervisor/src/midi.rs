@@ -9,6 +9,7 @@
 //! Builds without the `alsa` feature have no MIDI input; starting a bridge then fails with an
 //! error that says so.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use tokio::sync::mpsc;
 use vitrine_policy::{LoadContext, Midi};
+
+use crate::osc::Hub;
 
 /// One OSC packet built from validated MIDI, addressed under the visualization's prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,21 @@ pub struct MidiPacket {
 
 /// Packets waiting for the runtime beyond this are dropped (a controller sends far less).
 pub const QUEUE: usize = 1024;
+
+/// The source MIDI packets are routed as. No UDP sender can have this address, so the router's
+/// per-source limits and blocks for MIDI never mix with those of a real controller, while the
+/// visualization's and the parameter's limits apply to both together.
+pub const MIDI_SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// Hands every packet of a bridge to the OSC hub, which validates it against the
+/// visualization's `/midi` parameter (type `midi`) and delivers it like any other OSC. Ends
+/// when the bridge is dropped.
+#[cfg_attr(not(test), expect(dead_code, reason = "serve and run wire MIDI to the hub next"))]
+pub async fn forward(mut packets: mpsc::Receiver<MidiPacket>, hub: Arc<Hub>) {
+    while let Some(packet) = packets.recv().await {
+        hub.inject(&packet.osc, MIDI_SOURCE);
+    }
+}
 
 /// The running MIDI input of one visualization. Dropping it closes every port.
 #[derive(Debug)]
@@ -227,7 +245,74 @@ fn report(_bridge: &MidiBridge) {}
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use vitrine_osc::RouterConfig;
+    use vitrine_policy::{MidiMessageKind, NetRule, Osc, OscConfig, OscParam, ParamKind};
+
     use super::*;
+    use crate::osc::Delivery;
+
+    /// Validated MIDI from a port stream, through `forward` and the hub, reaches the
+    /// visualization's socket as the canonical `/midi` message (the prefix stripped).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bridge_packets_reach_the_visualization_through_the_hub() {
+        let config = OscConfig {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            allow_from: vec![NetRule::Local],
+            max_packet: 8192,
+            oscquery_listen: None,
+        };
+        let (events, _) = mpsc::channel(4);
+        let hub =
+            Arc::new(Hub::start(&config, RouterConfig::default(), events).await.expect("hub"));
+        let child = std::net::UdpSocket::bind("127.0.0.1:0").expect("child socket");
+        child.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let ours = std::net::UdpSocket::bind("127.0.0.1:0").expect("our socket");
+        let port = child.local_addr().expect("addr").port();
+        let param = OscParam {
+            address: "/midi".into(),
+            kind: ParamKind::Midi,
+            max_rate: None,
+            coalesce: false,
+        };
+        let osc = Osc { prefix: "/viz".into(), max_rate: 100, params: vec![param] };
+        hub.attach("viz", &osc, Delivery::Udp { socket: ours, port }).expect("attach");
+
+        let midi = Midi {
+            inputs: vec!["*".into()],
+            channels: vec![],
+            messages: vec![MidiMessageKind::Note],
+            sysex: false,
+            max_rate: 100,
+        };
+        let now = Instant::now();
+        let mut gate = vitrine_midi::Gate::new(&midi, now);
+        let mut stream = vitrine_midi::PortStream::new(2, &gate);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        stream.feed(&mut gate, &[0x90, 60, 100], now, &mut |a| {
+            let mut osc = Vec::new();
+            a.encode_osc_under("/viz", 2, &mut osc);
+            tx.try_send(MidiPacket { port: 2, osc }).expect("queue");
+        });
+        drop(tx);
+        forward(rx, Arc::clone(&hub)).await;
+
+        let received = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 64];
+            let n = child.recv(&mut buf).expect("the visualization received the note");
+            buf[..n].to_vec()
+        })
+        .await
+        .expect("join");
+        let mut expected = Vec::new();
+        vitrine_osc::encode::encode_message(
+            &mut expected,
+            "/midi",
+            &[vitrine_osc::Arg::Midi([2, 0x90, 60, 100])],
+        );
+        assert_eq!(received, expected);
+    }
 
     #[test]
     fn a_packet_is_described_by_port_address_and_midi_bytes() {
