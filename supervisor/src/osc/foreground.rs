@@ -71,11 +71,6 @@ impl Foreground {
         Ok(Foreground { runtime, hub })
     }
 
-    /// The hub, for its counters.
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
     /// Stops ingress and delivery and waits for the hub's tasks.
     pub fn stop(self) {
         let Foreground { runtime, hub } = self;

@@ -11,10 +11,6 @@
 //! std mutex; sends are non-blocking and whatever a socket does not take stays in the
 //! visualization's bounded outbox for its own task to finish.
 
-// `serve`, `vitrine run` and the peer and MIDI bridges attach through this API as they land;
-// until then parts of it (the fd transport, `inject`) are only used by the tests.
-#![allow(dead_code, unused_imports)]
-
 mod allow;
 mod delivery;
 mod foreground;
@@ -37,6 +33,8 @@ use vitrine_policy::{NetRule, Osc, OscConfig};
 
 pub use delivery::Delivery;
 pub use foreground::Foreground;
+// `LatencySnapshot` is only named where a snapshot is built by hand (the metrics tests).
+#[allow(unused_imports)]
 pub use stats::{LatencySnapshot, StatsSnapshot, VisualizationStats};
 
 use delivery::Out;
