@@ -7,10 +7,6 @@
 //! a tokio broadcast channel for live subscribers. A subscriber that falls behind loses the oldest
 //! events (it is told how many through `RecvError::Lagged`); publishing never blocks.
 
-// The daemon and the other publishers wire themselves in as they land; until then parts of the
-// bus are only used by its tests.
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,25 +58,6 @@ pub enum Event {
     /// Something an operator should know that is not tied to one of the kinds above (for
     /// example a cgroup controller missing at start).
     Warning { subject: String, message: String },
-}
-
-impl Event {
-    /// The visualization this event is about, if any.
-    pub fn visualization(&self) -> Option<&str> {
-        match self {
-            Event::Starting { name, .. }
-            | Event::Running { name, .. }
-            | Event::SpawnFailed { name, .. }
-            | Event::Exited { name, .. }
-            | Event::BackingOff { name, .. }
-            | Event::Failed { name, .. }
-            | Event::Stopped { name }
-            | Event::Violation { name, .. }
-            | Event::Oom { name }
-            | Event::PolicyLoaded { name, .. } => Some(name),
-            _ => None,
-        }
-    }
 }
 
 /// How a visualization's process ended.
@@ -188,11 +165,6 @@ impl EventBus {
         (recent.iter().cloned().collect(), self.inner.tx.subscribe())
     }
 
-    /// The recent events, oldest first.
-    pub fn recent(&self) -> Vec<Arc<Envelope>> {
-        self.lock_recent().iter().cloned().collect()
-    }
-
     fn lock_recent(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Envelope>>> {
         // A panic while holding this lock cannot leave the ring inconsistent (push/pop only),
         // so a poisoned lock is still usable.
@@ -221,7 +193,7 @@ mod tests {
             exit: ExitReason::Seccomp { syscall: "ptrace".into() },
             uptime_ms: 1500,
         });
-        let env = &bus.recent()[0];
+        let env = &bus.subscribe_with_recent().0[0];
         let json = serde_json::to_string(&**env).expect("serialize");
         assert!(json.contains(r#""kind":"exited""#), "{json}");
         assert!(json.contains(r#""exit":{"type":"seccomp","syscall":"ptrace"}"#), "{json}");
@@ -235,7 +207,7 @@ mod tests {
         for i in 0..RECENT_CAPACITY + 10 {
             bus.publish(stopped(&format!("v{i}")));
         }
-        let recent = bus.recent();
+        let recent = bus.subscribe_with_recent().0;
         assert_eq!(recent.len(), RECENT_CAPACITY);
         assert_eq!(recent[0].seq, 11);
         assert_eq!(recent.last().map(|e| e.seq), Some(RECENT_CAPACITY as u64 + 10));
@@ -250,6 +222,6 @@ mod tests {
         assert_eq!(recent.len(), 1);
         let next = rx.recv().await.expect("live event");
         assert_eq!(next.seq, recent[0].seq + 1);
-        assert_eq!(next.event.visualization(), Some("b"));
+        assert_eq!(next.event, stopped("b"));
     }
 }
