@@ -20,10 +20,6 @@
 //! `identity`, `pending`) needs the operator role, changing trust needs the admin role, and
 //! every change or refusal is published as a `control-action` event for the audit log.
 
-// `vitrine serve` starts peering with `start` when the daemon wires it in; until then the
-// service side is used by the CLI's types and the tests only.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,14 +51,15 @@ pub fn socket_path(control: &ControlConfig) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum PeerRequest {
-    List,
-    Identity,
+    // Unit-like requests are empty struct variants so that unknown keys are refused for them too.
+    List {},
+    Identity {},
     /// Opens the pairing window; with `addr`, also dials that box.
     Pair {
         #[serde(default)]
         addr: Option<String>,
     },
-    Pending,
+    Pending {},
     Accept {
         id: String,
         code: u32,
@@ -71,24 +68,24 @@ pub enum PeerRequest {
     Forget {
         id: String,
     },
-    Rotate,
+    Rotate {},
 }
 
 impl PeerRequest {
     pub fn verb(&self) -> &'static str {
         match self {
-            PeerRequest::List => "peers-list",
-            PeerRequest::Identity => "identity-show",
+            PeerRequest::List {} => "peers-list",
+            PeerRequest::Identity {} => "identity-show",
             PeerRequest::Pair { .. } => "peers-pair",
-            PeerRequest::Pending => "peers-pending",
+            PeerRequest::Pending {} => "peers-pending",
             PeerRequest::Accept { .. } => "peers-accept",
             PeerRequest::Forget { .. } => "peers-forget",
-            PeerRequest::Rotate => "identity-rotate",
+            PeerRequest::Rotate {} => "identity-rotate",
         }
     }
 
     fn mutates(&self) -> bool {
-        !matches!(self, PeerRequest::List | PeerRequest::Identity | PeerRequest::Pending)
+        !matches!(self, PeerRequest::List {} | PeerRequest::Identity {} | PeerRequest::Pending {})
     }
 
     fn target(&self) -> Option<String> {
@@ -217,6 +214,7 @@ fn host_name() -> String {
 }
 
 impl Peering {
+    #[cfg(test)]
     pub fn service(&self) -> &Arc<PeerService> {
         &self.svc
     }
@@ -232,8 +230,8 @@ impl Peering {
     async fn try_handle(&self, request: PeerRequest) -> anyhow::Result<PeerResponse> {
         let svc = &self.svc;
         Ok(match request {
-            PeerRequest::List => PeerResponse::Peers { peers: rows(svc) },
-            PeerRequest::Identity => PeerResponse::Identity {
+            PeerRequest::List {} => PeerResponse::Peers { peers: rows(svc) },
+            PeerRequest::Identity {} => PeerResponse::Identity {
                 id: svc.id().to_string(),
                 listen: svc.local_addr().to_string(),
             },
@@ -254,7 +252,7 @@ impl Peering {
                 }
                 PeerResponse::Pairing { window_secs: svc.pairing_window().as_secs() }
             }
-            PeerRequest::Pending => PeerResponse::Pending {
+            PeerRequest::Pending {} => PeerResponse::Pending {
                 pairings: svc
                     .pending_pairings()
                     .into_iter()
@@ -277,7 +275,7 @@ impl Peering {
                 let what = if existed { "forgot" } else { "was not pinned; recorded as forgotten" };
                 PeerResponse::Done { message: format!("{peer} {what}") }
             }
-            PeerRequest::Rotate => {
+            PeerRequest::Rotate {} => {
                 let r = svc.rotate().await?;
                 let ids = |v: &[PeerId]| v.iter().map(ToString::to_string).collect();
                 PeerResponse::Rotated {
@@ -290,8 +288,9 @@ impl Peering {
         })
     }
 
-    /// Stops the pumps and the socket; the service closes its links when dropped.
+    /// Closes every link, stops listening and dialing, and ends the pumps and the socket.
     pub fn shutdown(&self) {
+        self.svc.stop();
         for t in self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
             t.abort();
         }
@@ -497,6 +496,74 @@ pub fn request(path: &std::path::Path, request: &PeerRequest) -> anyhow::Result<
 mod tests {
     use super::*;
 
+    /// A daemon configuration with peering on, everything under `dir`, nothing on the network
+    /// but 127.0.0.1.
+    fn config(dir: &std::path::Path) -> Config {
+        let mut c = vitrine_policy::default_config(None);
+        c.state_dir = dir.join("state");
+        c.control.socket = dir.join("control.sock");
+        c.peering.enabled = true;
+        c.peering.listen = "127.0.0.1:0".parse().expect("addr");
+        c.peering.discovery = Discovery::Static;
+        c.peering.site_key_file = dir.join("no-site.key");
+        c
+    }
+
+    #[tokio::test]
+    async fn the_peer_socket_answers_the_cli_and_audits_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = config(dir.path());
+        let bus = EventBus::new();
+        let mut events = bus.subscribe();
+        let sink: OscSink = Arc::new(|_, _| {});
+        let peering = start(&cfg, bus, None, sink).await.expect("start").expect("enabled");
+        let path = socket_path(&cfg.control);
+        let ask = |r: PeerRequest| {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || request(&path, &r))
+        };
+        let Ok(PeerResponse::Identity { id, .. }) =
+            ask(PeerRequest::Identity {}).await.expect("join")
+        else {
+            panic!("no identity answer");
+        };
+        assert_eq!(id, peering.service().id().to_string());
+        assert!(cfg.state_dir.join("identity/key.pem").exists());
+        let pairing = ask(PeerRequest::Pair { addr: None }).await.expect("join").expect("pair");
+        assert_eq!(pairing, PeerResponse::Pairing { window_secs: 300 });
+        let stranger = vitrine_peer::Identity::generate().expect("key").id();
+        let bad =
+            ask(PeerRequest::Accept { id: stranger.to_string(), code: 1, role: Role::Observer });
+        let err = bad.await.expect("join").expect_err("no such pairing");
+        assert!(err.to_string().contains("no pairing"), "{err}");
+        let done = ask(PeerRequest::Forget { id: stranger.to_string() }).await.expect("join");
+        assert!(matches!(done, Ok(PeerResponse::Done { .. })), "{done:?}");
+        let Ok(PeerResponse::Peers { peers }) = ask(PeerRequest::List {}).await.expect("join")
+        else {
+            panic!("no list answer");
+        };
+        assert!(peers.is_empty());
+        // The forget is audited (control action by uid 0) and reported as a peer event.
+        let mut saw_action = false;
+        let mut saw_forget = false;
+        while !(saw_action && saw_forget) {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+                .await
+                .expect("events")
+                .expect("bus");
+            match &e.event {
+                Event::ControlAction { verb, allowed: true, .. } if verb == "peers-forget" => {
+                    saw_action = true
+                }
+                Event::Peer { action, peer, .. } if action == "peer_forget" => {
+                    saw_forget = *peer == stranger.to_string()
+                }
+                _ => {}
+            }
+        }
+        peering.shutdown();
+    }
+
     #[test]
     fn requests_and_answers_have_the_documented_shape() {
         let r: PeerRequest =
@@ -504,9 +571,17 @@ mod tests {
                 .expect("an accept request parses");
         assert_eq!(r, PeerRequest::Accept { id: "X".into(), code: 42, role: Role::Controller });
         assert!(serde_json::from_str::<PeerRequest>(r#"{"verb":"list","extra":1}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&PeerRequest::List {}).expect("serializes"),
+            r#"{"verb":"list"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<PeerRequest>(r#"{"verb":"rotate"}"#).ok(),
+            Some(PeerRequest::Rotate {})
+        );
         let json = serde_json::to_string(&PeerResponse::Pairing { window_secs: 300 })
             .expect("a response serializes");
         assert_eq!(json, r#"{"type":"pairing","window_secs":300}"#);
-        assert!(PeerRequest::Rotate.mutates() && !PeerRequest::List.mutates());
+        assert!(PeerRequest::Rotate {}.mutates() && !PeerRequest::List {}.mutates());
     }
 }

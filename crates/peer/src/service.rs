@@ -309,13 +309,20 @@ impl PeerService {
         Ok(report)
     }
 
-    /// Stops accepting and dialing and closes every link.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting and dialing and closes every link, without waiting (for owners that
+    /// share the service, such as the supervisor's control socket).
+    pub fn stop(&self) {
         self.stop.send_replace(true);
+        lock(&self.discovery).take();
         let ids: Vec<PeerId> = lock(&self.shared.links).keys().copied().collect();
         for id in ids {
             self.shared.close_link(&id, "shutting down");
         }
+    }
+
+    /// Stops accepting and dialing, closes every link, and waits for the service's tasks.
+    pub async fn shutdown(mut self) {
+        self.stop();
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }

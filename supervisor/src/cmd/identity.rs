@@ -59,7 +59,7 @@ fn show(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
 
 fn rotate(connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let path = socket(connect)?;
-    let answer = peering::request(&path, &PeerRequest::Rotate).map_err(|e| {
+    let answer = peering::request(&path, &PeerRequest::Rotate {}).map_err(|e| {
         e.context(
             "rotation needs the running daemon, so the old key can vouch for the new one over live links; \
              without it, removing the identity directory creates an unvouched key that every peer must pair with again",

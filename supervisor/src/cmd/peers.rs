@@ -92,7 +92,7 @@ fn trust_path(connect: &ConnectArgs) -> anyhow::Result<PathBuf> {
 fn list(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let path = socket(connect)?;
     let rows = if daemon_running(&path) {
-        match peering::request(&path, &PeerRequest::List)? {
+        match peering::request(&path, &PeerRequest::List {})? {
             PeerResponse::Peers { peers } => peers,
             other => anyhow::bail!("unexpected answer: {other:?}"),
         }
@@ -144,7 +144,8 @@ fn pair(addr: Option<String>, connect: &ConnectArgs) -> anyhow::Result<ExitCode>
     let until = Instant::now() + window;
     let mut shown = BTreeSet::new();
     while Instant::now() < until {
-        if let PeerResponse::Pending { pairings } = peering::request(&path, &PeerRequest::Pending)?
+        if let PeerResponse::Pending { pairings } =
+            peering::request(&path, &PeerRequest::Pending {})?
         {
             for p in pairings {
                 if shown.insert((p.id.clone(), p.code)) {
