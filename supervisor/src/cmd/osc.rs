@@ -23,10 +23,9 @@ pub fn run(cmd: OscCommand) -> anyhow::Result<ExitCode> {
             let config = OscConfig { listen, allow_from, max_packet, oscquery_listen: oscquery };
             let targets =
                 targets.iter().map(|t| parse_target(t)).collect::<anyhow::Result<Vec<_>>>()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            // One thread does it all: a datagram is received, routed and sent without waking
+            // another thread, which keeps the added latency low on a small, busy box.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(relay(config, targets))
         }
     }
