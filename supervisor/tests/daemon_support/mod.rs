@@ -51,6 +51,15 @@ impl Default for Viz {
 
 impl TestBox {
     pub fn new() -> Self {
+        // The daemon executes the shim next to its own binary; `cargo test` alone does not build
+        // it, and without it every spawn fails only after the waits run out.
+        let shim = std::env::var_os("VITRINE_SHIM")
+            .map_or_else(|| Path::new(VITRINE).with_file_name("vitrine-shim"), PathBuf::from);
+        assert!(
+            shim.exists(),
+            "{} is missing: build it first (cargo build --workspace --bins)",
+            shim.display()
+        );
         let dir =
             tempfile::Builder::new().prefix("vitrine-daemon-test").tempdir().expect("tempdir");
         let root = dir.path();
