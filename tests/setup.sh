@@ -14,6 +14,8 @@ packages=(
     libasound2-dev          # ALSA MIDI input (cargo feature `alsa`)
     liblo-tools             # oscsend/oscdump: real OSC peers, and a visualization for the demo
     python3                 # python -c visualizations in the sandbox tests
+    python3-pip             # python-osc below
+    nftables                # `nft -c` checks the firewall example in docs/
     bubblewrap              # the spawn benchmark's anchor
     iproute2                # network namespaces for peering tests
     openssl                 # s_client against the peering port
@@ -33,6 +35,14 @@ if ((${#missing[@]})); then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=300 update -q
+    apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# python-osc (a real third-party OSC sender for the bundle tests) is only on PyPI. Debian's own
+# python3 is "externally managed" (PEP 668), hence the fallback flag.
+if ! python3 -c 'import pythonosc' 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends python3-pip
+    python3 -m pip install -q python-osc 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages python-osc
 fi

@@ -18,6 +18,32 @@ pub enum Command {
     /// Validate, explain and describe policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The hash-chained audit log: check that no record was edited, removed, inserted or
+    /// reordered.
+    #[command(subcommand)]
+    Audit(crate::cmd::audit::AuditCommand),
+    /// Run one visualization in the foreground, fully sandboxed; exit code = the child's, or
+    /// 128+signal.
+    Run {
+        /// The visualization's policy file.
+        policy: PathBuf,
+        /// Accept OSC for this visualization on ADDR (e.g. 127.0.0.1:9000).
+        #[arg(long, value_name = "ADDR")]
+        osc_listen: Option<String>,
+        /// The daemon configuration (for `allow_unsigned`); default /etc/vitrine/vitrine.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Benchmarking: run N times, reusing the verified binary and the filter, and print
+        /// spawn-time percentiles.
+        #[arg(long, value_name = "N", hide = true)]
+        repeat: Option<u32>,
+    },
+    /// OSC tools: try controllers against policies' `[osc]` schemas without a sandbox.
+    #[command(subcommand)]
+    Osc(OscCommand),
+    /// MIDI tools: list ALSA input ports, see what a policy's `[midi]` table lets through.
+    #[command(subcommand)]
+    Midi(crate::midi::MidiCommand),
     /// Peering: the boxes this one trusts; pair with a new box, forget one.
     #[command(subcommand)]
     Peers(crate::cmd::peers::PeersCommand),
@@ -83,32 +109,6 @@ pub enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Run one visualization in the foreground, fully sandboxed; exit code = the child's, or
-    /// 128+signal.
-    Run {
-        /// The visualization's policy file.
-        policy: PathBuf,
-        /// Accept OSC for this visualization on ADDR (e.g. 127.0.0.1:9000).
-        #[arg(long, value_name = "ADDR")]
-        osc_listen: Option<String>,
-        /// The daemon configuration (for `allow_unsigned`); default /etc/vitrine/vitrine.toml.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Benchmarking: run N times, reusing the verified binary and the filter, and print
-        /// spawn-time percentiles.
-        #[arg(long, value_name = "N", hide = true)]
-        repeat: Option<u32>,
-    },
-    /// OSC tools: try controllers against policies' `[osc]` schemas without a sandbox.
-    #[command(subcommand)]
-    Osc(OscCommand),
-    /// MIDI tools: list ALSA input ports, see what a policy's `[midi]` table lets through.
-    #[command(subcommand)]
-    Midi(crate::midi::MidiCommand),
-    /// The hash-chained audit log: check that no record was edited, removed, inserted or
-    /// reordered.
-    #[command(subcommand)]
-    Audit(crate::cmd::audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +133,17 @@ pub enum PolicyCommand {
     Schema,
 }
 
+/// How client verbs find the daemon's control socket.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The control socket; overrides the configuration.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The daemon configuration whose `[control] socket` to use; default /etc/vitrine/vitrine.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum OscCommand {
     /// Validate and route OSC exactly like the daemon, but deliver to local UDP ports instead
@@ -154,15 +165,4 @@ pub enum OscCommand {
         #[arg(required = true)]
         targets: Vec<String>,
     },
-}
-
-/// How client verbs find the daemon's control socket.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConnectArgs {
-    /// The control socket; overrides the configuration.
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
-    /// The daemon configuration whose `[control] socket` to use; default /etc/vitrine/vitrine.toml.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
 }

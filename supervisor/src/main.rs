@@ -12,9 +12,9 @@ mod control;
 mod daemon;
 mod events;
 mod launch;
-mod osc;
 mod metrics;
 mod midi;
+mod osc;
 mod peering;
 
 use std::process::ExitCode;

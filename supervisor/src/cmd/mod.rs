@@ -9,8 +9,8 @@ mod ctl;
 mod events;
 pub(crate) mod identity;
 mod logs;
-pub(crate) mod peers;
 mod osc;
+pub(crate) mod peers;
 mod policy;
 mod run;
 mod serve;
@@ -19,8 +19,7 @@ mod status;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
-        Command::Peers(cmd) => peers::run(cmd),
-        Command::Identity(cmd) => identity::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Run { policy, osc_listen, config, repeat } => {
             let osc_listen = osc_listen
                 .map(|a| a.parse())
@@ -30,7 +29,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Osc(cmd) => osc::run(cmd),
         Command::Midi(cmd) => crate::midi::run(cmd),
-        Command::Audit(cmd) => audit::run(cmd),
+        Command::Peers(cmd) => peers::run(cmd),
+        Command::Identity(cmd) => identity::run(cmd),
         Command::Serve { config } => serve::run(config),
         Command::Status { name, json, connect } => status::run(name, json, connect),
         Command::Start { name, connect } => ctl::lifecycle(ctl::Lifecycle::Start, name, connect),
