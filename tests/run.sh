@@ -15,4 +15,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build (binaries the integration tests run)"
 cargo build --workspace --bins --locked
 echo "== tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
