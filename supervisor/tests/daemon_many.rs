@@ -52,11 +52,13 @@ fn sixteen_visualizations_and_many_cycles_leak_nothing() {
     for name in &names {
         b.wait_state(name, "running");
     }
-    // The last CLI connection may still be closing; wait for the count, then it must match.
-    b.wait_until("the daemon's descriptors are back to the count before the cycles", |_| {
-        fd_count(daemon) <= fds_before
-    });
-    assert_eq!(fd_count(daemon), fds_before, "no descriptor leaked over {cycles} cycles");
+    // The last CLI connection may still be closing and the stats collector opens cgroup files
+    // for a moment, so the count fluctuates: a leak is a count that never comes back down
+    // (`wait_until` panics with the daemon's log after its patience runs out).
+    b.wait_until(
+        &format!("the daemon's descriptors are back to {fds_before} after {cycles} cycles"),
+        |_| fd_count(daemon) <= fds_before,
+    );
     assert!(zombie_children(daemon).is_empty(), "no zombies");
     let status = b.status();
     assert_eq!(status.len(), 16);
