@@ -64,7 +64,7 @@ python3 - <<'PY'
 import urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:10049/metrics", timeout=5).read().decode()
 for line in text.splitlines():
-    if line.startswith(("vitrine_visualization_up", "vitrine_osc_forwarded_total", "vitrine_osc_rejected_total", "vitrine_sandbox_layer_enforced")):
+    if line.startswith(("vitrine_visualization_up", "vitrine_osc_forwarded_total", "vitrine_osc_rejected_total", "vitrine_sandbox_layer_enforced")) and not line.endswith(" 0"):
         print(line)
 PY
 echo

@@ -65,6 +65,11 @@ impl Companions {
             })?;
         tasks.push(tokio::spawn(audit_log::follow_events(bus.subscribe(), audit.handle())));
         let hub = start_hub(config, bus, &mut tasks).await?;
+        // Every scrape applies what the hub counted since the last one.
+        if let Some(hub) = &hub {
+            let hub = Arc::clone(hub);
+            metrics.set_osc_source(Arc::new(move || hub.stats()));
+        }
         // OSC from controller peers is validated and routed exactly like a local datagram.
         let sink_hub = hub.clone();
         let sink: peering::OscSink = Arc::new(move |packet: &[u8], from| {
