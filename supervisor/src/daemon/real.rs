@@ -73,9 +73,9 @@ pub struct RealChild {
 impl RealChild {
     fn new(child: launch::Child) -> std::io::Result<Self> {
         let fd = child.pidfd().try_clone_to_owned()?;
-        // `with_interest` is deprecated in favour of an `unsafe fn` whose contract is that the
-        // registered fd is not replaced or closed while registered. An `OwnedFd` moved into
-        // the `AsyncFd` satisfies that by construction, and this crate forbids `unsafe`.
+        // `with_interest` is deprecated in favour of a function marked unsafe whose contract is
+        // that the registered fd is not replaced or closed while registered. An `OwnedFd` moved
+        // into the `AsyncFd` satisfies that by construction, and this crate forbids unsafe code.
         #[allow(deprecated)]
         let pidfd = AsyncFd::with_interest(fd, Interest::READABLE)?;
         Ok(RealChild { child, pidfd })
