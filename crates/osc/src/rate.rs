@@ -16,9 +16,14 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket refilling `rate` tokens per second.
     pub fn new(rate: u32, now: Instant) -> Self {
-        let rate = f64::from(rate);
-        let burst = rate.max(1.0);
-        TokenBucket { rate, burst, tokens: burst, last: now }
+        Self::with_burst(rate, rate, now)
+    }
+
+    /// A full bucket refilling `rate` tokens per second and holding at most `burst` (at least
+    /// one), for callers that allow a burst other than one second's worth.
+    pub fn with_burst(rate: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket { rate: f64::from(rate), burst, tokens: burst, last: now }
     }
 
     /// Takes one token when there is one.
@@ -175,6 +180,16 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_burst_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::with_burst(10, 3, t0);
+        assert!((0..3).all(|_| b.try_take(t0)));
+        assert!(!b.try_take(t0));
+        assert!(b.try_take(t0 + Duration::from_millis(100)));
+        assert!(!b.try_take(t0 + Duration::from_millis(100)));
+    }
 
     #[test]
     fn bucket_refills_with_time() {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
+use vitrine_osc::rate::TokenBucket;
+
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::{Frame, Rotate};
 use crate::handshake::{Established, Session};
@@ -21,34 +23,6 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// Frames queued for sending before `send_osc` reports the link as congested.
 const OUT_QUEUE: usize = 256;
-
-/// A token bucket: `rate` tokens per second, at most `burst` saved up.
-#[derive(Debug)]
-pub(crate) struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self { rate: f64::from(rate), burst, tokens: burst, last: Instant::now() }
-    }
-
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// Registers the link, then runs it in a task. Returns `false` (and closes the connection)
 /// when another link with the same peer wins.
@@ -91,7 +65,8 @@ async fn run(
         addr: session.addr,
         dialed,
     });
-    let mut bucket = Bucket::new(shared.cfg.osc_rate, shared.cfg.osc_burst);
+    let mut bucket =
+        TokenBucket::with_burst(shared.cfg.osc_rate, shared.cfg.osc_burst, Instant::now());
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut last_rx = Instant::now();
     let mut seq = 0u64;
@@ -165,7 +140,7 @@ fn on_frame(
     session: &Session,
     name: &str,
     frame: Frame,
-    bucket: &mut Bucket,
+    bucket: &mut TokenBucket,
 ) -> Result<Option<Frame>, String> {
     let peer = session.peer;
     match frame {
@@ -177,7 +152,7 @@ fn on_frame(
                 }
                 None => return Err("no longer trusted".into()),
             }
-            if !bucket.take(Instant::now()) {
+            if !bucket.try_take(Instant::now()) {
                 return Err(violation(shared, peer, "OSC rate limit exceeded"));
             }
             let msg = InboundOsc {
@@ -242,20 +217,4 @@ fn violation(shared: &Shared, peer: PeerId, what: &str) -> String {
     shared.ban(peer);
     shared.emit(PeerEvent::Violation { peer, what: what.to_owned(), banned_for: shared.cfg.ban });
     what.to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_rate() {
-        let t0 = Instant::now();
-        let mut b = Bucket::new(10, 3);
-        b.last = t0;
-        assert!((0..3).all(|_| b.take(t0)));
-        assert!(!b.take(t0));
-        assert!(b.take(t0 + Duration::from_millis(100)));
-        assert!(!b.take(t0 + Duration::from_millis(100)));
-    }
 }
