@@ -21,11 +21,10 @@ mod stats;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use vitrine_osc::{Blocked, Reason, Routed, Router, RouterConfig, TargetId};
@@ -51,7 +50,11 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     allow_from: Vec<NetRule>,
-    listeners: Vec<Arc<UdpSocket>>,
+    /// Blocking sockets, each read by its own ingress thread.
+    listeners: Vec<std::net::UdpSocket>,
+    /// Set when the hub stops; the ingress threads check it after every wake-up.
+    stopping: AtomicBool,
+    ingress: Mutex<Vec<std::thread::JoinHandle<()>>>,
     counters: stats::Counters,
     events: mpsc::Sender<Blocked>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -93,8 +96,24 @@ impl Shared {
             .iter()
             .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()));
         if let Some(socket) = socket {
-            let _ = socket.try_send_to(bytes, to);
+            // The listeners are blocking sockets; a reply must never wait for buffer space.
+            let to = nix::sys::socket::SockaddrStorage::from(to);
+            let _ = nix::sys::socket::sendto(
+                std::os::fd::AsRawFd::as_raw_fd(socket),
+                bytes,
+                &to,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
         }
+    }
+
+    /// Tells the ingress threads to stop and wakes them; returns their handles.
+    fn stop_ingress(&self) -> Vec<std::thread::JoinHandle<()>> {
+        self.stopping.store(true, Ordering::Release);
+        for socket in &self.listeners {
+            ingress::wake(socket);
+        }
+        self.ingress.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
     }
 }
 
@@ -127,7 +146,7 @@ impl Hub {
         let router = Router::new(RouterConfig { max_packet: config.max_packet, ..router });
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            listeners.push(Arc::new(ingress::bind(*addr)?));
+            listeners.push(ingress::bind(*addr)?);
         }
         let local_addrs =
             listeners.iter().map(|s| s.local_addr()).collect::<io::Result<Vec<_>>>()?;
@@ -135,6 +154,8 @@ impl Hub {
             state: Mutex::new(State { router, outs: HashMap::new(), schemas: HashMap::new() }),
             allow_from: config.allow_from.clone(),
             listeners,
+            stopping: AtomicBool::new(false),
+            ingress: Mutex::new(Vec::new()),
             counters: stats::Counters::default(),
             events,
             tasks: Mutex::new(Vec::new()),
@@ -142,12 +163,14 @@ impl Hub {
         });
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
-        for socket in &shared.listeners {
-            tasks.push(tokio::spawn(ingress::run(
-                shared.clone(),
-                socket.clone(),
-                stop.subscribe(),
-            )));
+        for index in 0..shared.listeners.len() {
+            match ingress::start(shared.clone(), index) {
+                Ok(thread) => shared.ingress.lock().unwrap_or_else(|e| e.into_inner()).push(thread),
+                Err(e) => {
+                    shared.stop_ingress();
+                    return Err(e);
+                }
+            }
         }
         let oscquery_addr = match config.oscquery_listen {
             Some(addr) => {
@@ -259,6 +282,10 @@ impl Hub {
 
     /// Stops every task of the hub and waits for them to end.
     pub async fn shutdown(self) {
+        let threads = self.shared.stop_ingress();
+        let _ =
+            tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
+                .await;
         let _ = self.stop.send(true);
         for (_, stop) in self.shared.stops.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             let _ = stop.send(true);
@@ -268,6 +295,14 @@ impl Hub {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for Hub {
+    /// A hub dropped without [`Hub::shutdown`] still stops its ingress threads (they hold the
+    /// shared state, so they would otherwise outlive it).
+    fn drop(&mut self) {
+        self.shared.stop_ingress();
     }
 }
 
