@@ -144,6 +144,11 @@ fn the_default_config_documents_every_key_and_parses() {
     let config = vitrine_policy::parse_config(&path, &uncommented)
         .unwrap_or_else(|d| panic!("uncommented config does not parse: {d:?}"));
     assert_eq!(config.osc.max_packet, 8192);
+    // The documented values are the defaults.
+    let defaults = vitrine_policy::default_config(None);
+    assert_eq!(config.peering.site_key_role, defaults.peering.site_key_role);
+    assert_eq!(config.peering.rotation_grace, defaults.peering.rotation_grace);
+    assert_eq!(config.peering.status_interval, defaults.peering.status_interval);
     // Proof that the commented lines were really read: this key has no default.
     assert!(config.osc.oscquery_listen.is_some());
     for key in [
@@ -161,6 +166,18 @@ fn the_default_config_documents_every_key_and_parses() {
         "discovery",
         "static_peers",
         "site_key_file",
+        "site_key_role",
+        "osc_rate",
+        "osc_burst",
+        "ban_cooldown",
+        "rotation_grace",
+        "pairing_window",
+        "reconnect_min",
+        "reconnect_max",
+        "handshake_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "status_interval",
         "path",
     ] {
         assert!(

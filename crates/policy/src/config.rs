@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::de::DeValue;
 
@@ -65,6 +66,18 @@ pub fn defaults(source: Option<PathBuf>) -> Config {
             discovery: Discovery::Mdns,
             static_peers: Vec::new(),
             site_key_file: "/etc/vitrine/site.key".into(),
+            site_key_role: PeerRole::Observer,
+            osc_rate: 500,
+            osc_burst: 1000,
+            ban_cooldown: Duration::from_secs(300),
+            rotation_grace: Duration::from_secs(7 * 86_400),
+            pairing_window: Duration::from_secs(300),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(45),
+            status_interval: Duration::from_secs(10),
         },
         audit: AuditConfig { path: "/var/log/vitrine/audit.jsonl".into() },
     }
@@ -157,18 +170,64 @@ fn group(s: &str) -> Result<String, Bad> {
 }
 
 fn peering(r: &mut Report<'_>, mut f: Fields<'_, '_>, d: PeeringConfig) -> Option<PeeringConfig> {
+    let dur = |r: &mut Report<'_>, v: &Val<'_>| checked(r, v, values::config_duration);
     let enabled = f.get(r, "enabled", boolean).or(false);
     let listen = f.get(r, "listen", addr).or(d.listen);
     let discovery = f.get(r, "discovery", |r, v| one_of(r, v, keys::DISCOVERY)).or("mdns");
     let peers = f.get(r, "static_peers", |r, v| array(r, v, |r, v| checked(r, v, host_port)));
     let site_key = f.get(r, "site_key_file", path).or(d.site_key_file);
+    let role = f.get(r, "site_key_role", |r, v| one_of(r, v, keys::PEER_ROLES)).or("observer");
+    let osc_rate = f.get(r, "osc_rate", |r, v| integer(r, v, 1, 100_000)).or(d.osc_rate.into());
+    let osc_burst =
+        f.get(r, "osc_burst", |r, v| integer(r, v, 1, 1_000_000)).or(d.osc_burst.into());
+    let ban = f.get(r, "ban_cooldown", dur).or(d.ban_cooldown);
+    let grace = f.get(r, "rotation_grace", dur).or(d.rotation_grace);
+    let window = f.get(r, "pairing_window", dur).or(d.pairing_window);
+    let rmin = f.get(r, "reconnect_min", dur);
+    let rmax = f.get(r, "reconnect_max", dur);
+    let handshake = f.get(r, "handshake_timeout", dur).or(d.handshake_timeout);
+    let ping = f.get(r, "ping_interval", dur);
+    let ping_timeout = f.get(r, "ping_timeout", dur);
+    let status = f.get(r, "status_interval", dur).or(d.status_interval);
+    let table_at = f.at();
     f.finish();
+    let at = rmax.span().or(rmin.span()).unwrap_or(table_at.clone());
+    let (reconnect_min, reconnect_max) = (rmin.or(d.reconnect_min), rmax.or(d.reconnect_max));
+    if let (Some(lo), Some(hi)) = (reconnect_min, reconnect_max) {
+        if lo > hi {
+            r.error(at, "reconnect_max must not be shorter than reconnect_min");
+        }
+    }
+    let at = ping_timeout.span().or(ping.span()).unwrap_or(table_at.clone());
+    let (ping_interval, ping_timeout_v) =
+        (ping.or(d.ping_interval), ping_timeout.or(d.ping_timeout));
+    if let (Some(every), Some(dead)) = (ping_interval, ping_timeout_v) {
+        if dead <= every {
+            r.error(at, "ping_timeout must be longer than ping_interval (a peer misses a ping before it is down)");
+        }
+    }
     Some(PeeringConfig {
         enabled: enabled?,
         listen: listen?,
         discovery: if discovery? == "static" { Discovery::Static } else { Discovery::Mdns },
         static_peers: peers.or(Vec::new())?.into_iter().map(|(p, _)| p).collect(),
         site_key_file: site_key?,
+        site_key_role: if role? == "controller" {
+            PeerRole::Controller
+        } else {
+            PeerRole::Observer
+        },
+        osc_rate: u32::try_from(osc_rate?).ok()?,
+        osc_burst: u32::try_from(osc_burst?).ok()?,
+        ban_cooldown: ban?,
+        rotation_grace: grace?,
+        pairing_window: window?,
+        reconnect_min: reconnect_min?,
+        reconnect_max: reconnect_max?,
+        handshake_timeout: handshake?,
+        ping_interval: ping_interval?,
+        ping_timeout: ping_timeout_v?,
+        status_interval: status?,
     })
 }
 

@@ -512,6 +512,7 @@ pub(crate) static CONFIG_METRICS: Section = Section {
 };
 
 pub(crate) const DISCOVERY: &[&str] = &["mdns", "static"];
+pub(crate) const PEER_ROLES: &[&str] = &["controller", "observer"];
 
 pub(crate) static CONFIG_PEERING: Section = Section {
     name: "peering",
@@ -526,6 +527,58 @@ pub(crate) static CONFIG_PEERING: Section = Section {
             Ty::Path,
             Some("\"/etc/vitrine/site.key\""),
             "Shared site key for trust on first connection.",
+        ),
+        key(
+            "site_key_role",
+            Ty::Enum(PEER_ROLES),
+            Some("\"observer\""),
+            "Role of peers admitted by the site key.",
+        ),
+        key(
+            "osc_rate",
+            Ty::Int { min: 1, max: 100_000 },
+            Some("500"),
+            "OSC messages per second one controller peer may relay.",
+        ),
+        key(
+            "osc_burst",
+            Ty::Int { min: 1, max: 1_000_000 },
+            Some("1000"),
+            "Messages a controller peer may relay at once above osc_rate.",
+        ),
+        key("ban_cooldown", Ty::Duration, Some("\"5m\""), "How long a violating peer is refused."),
+        key(
+            "rotation_grace",
+            Ty::Duration,
+            Some("\"7d\""),
+            "How long a peer's rotated-away key stays accepted.",
+        ),
+        key(
+            "pairing_window",
+            Ty::Duration,
+            Some("\"5m\""),
+            "How long a pairing window stays open.",
+        ),
+        key("reconnect_min", Ty::Duration, Some("\"1s\""), "First delay after a failed dial."),
+        key("reconnect_max", Ty::Duration, Some("\"60s\""), "Longest delay between dials."),
+        key(
+            "handshake_timeout",
+            Ty::Duration,
+            Some("\"10s\""),
+            "Time for TCP connect, TLS and hello.",
+        ),
+        key("ping_interval", Ty::Duration, Some("\"15s\""), "How often links are pinged."),
+        key(
+            "ping_timeout",
+            Ty::Duration,
+            Some("\"45s\""),
+            "Silence after which a peer is down and redialed.",
+        ),
+        key(
+            "status_interval",
+            Ty::Duration,
+            Some("\"10s\""),
+            "How often this box's status goes to each peer.",
         ),
     ],
 };

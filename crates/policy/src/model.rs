@@ -381,6 +381,36 @@ pub struct PeeringConfig {
     pub discovery: Discovery,
     pub static_peers: Vec<String>,
     pub site_key_file: PathBuf,
+    /// The role of peers admitted by the site key (observer unless set).
+    pub site_key_role: PeerRole,
+    /// OSC messages per second one controller peer may relay, and the burst above it; a peer
+    /// over the limit is disconnected and banned.
+    pub osc_rate: u32,
+    pub osc_burst: u32,
+    /// How long a peer that broke a rule is refused (kept across restarts).
+    pub ban_cooldown: Duration,
+    /// How long a peer's rotated-away key stays acceptable.
+    pub rotation_grace: Duration,
+    /// How long `vitrine peers pair` keeps the pairing window open.
+    pub pairing_window: Duration,
+    /// Delay between failed dials of one address, doubling from min to max.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Time allowed for TCP connect, TLS and the hello exchange.
+    pub handshake_timeout: Duration,
+    /// How often links are pinged, and after how long without any frame a peer is down.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// How often this box sends its status (visualizations and states) to each peer.
+    pub status_interval: Duration,
+}
+
+/// What a peer may do on this box (the trust store's roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerRole {
+    Controller,
+    Observer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

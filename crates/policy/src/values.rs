@@ -13,9 +13,31 @@ const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// `"500ms"`, `"30s"`, `"2m"`, `"1h"`: a positive integer and one unit.
 pub(crate) fn duration(s: &str) -> Result<Duration, Bad> {
+    duration_within(s, MAX_DURATION, false)
+}
+
+/// The longest duration a daemon configuration key takes (a rotation grace period).
+const MAX_CONFIG_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration of the daemon configuration: as [`duration`], plus days (`"7d"`), up to a year.
+pub(crate) fn config_duration(s: &str) -> Result<Duration, Bad> {
+    duration_within(s, MAX_CONFIG_DURATION, true)
+}
+
+fn duration_within(s: &str, max: Duration, days: bool) -> Result<Duration, Bad> {
     let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &s[digits.len()..];
-    let hint = "write a whole number and a unit: \"500ms\", \"30s\", \"2m\", \"1h\"";
+    let (hint, units) = if days {
+        (
+            "write a whole number and a unit: \"500ms\", \"30s\", \"2m\", \"1h\", \"7d\"",
+            "units: ms, s, m, h, d",
+        )
+    } else {
+        (
+            "write a whole number and a unit: \"500ms\", \"30s\", \"2m\", \"1h\"",
+            "units: ms, s, m, h",
+        )
+    };
     let n: u64 = match digits.parse() {
         Ok(n) if !digits.starts_with('+') => n,
         _ => return Err(Bad::new(format!("invalid duration \"{s}\"")).hint(hint)),
@@ -25,18 +47,16 @@ pub(crate) fn duration(s: &str) -> Result<Duration, Bad> {
         "s" => Duration::from_secs(n),
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" if days => Duration::from_secs(n.saturating_mul(86_400)),
         "" => return Err(Bad::new(format!("duration \"{s}\" has no unit")).hint(hint)),
-        _ => {
-            return Err(
-                Bad::new(format!("unknown duration unit \"{unit}\"")).hint("units: ms, s, m, h")
-            );
-        }
+        _ => return Err(Bad::new(format!("unknown duration unit \"{unit}\"")).hint(units)),
     };
     if d.is_zero() {
         return Err(Bad::new("must be longer than zero"));
     }
-    if d > MAX_DURATION {
-        return Err(Bad::new(format!("\"{s}\" is longer than 24h")));
+    if d > max {
+        let longest = if days { "365d" } else { "24h" };
+        return Err(Bad::new(format!("\"{s}\" is longer than {longest}")));
     }
     Ok(d)
 }
@@ -297,6 +317,8 @@ mod tests {
 
     #[test]
     fn durations() {
+        assert_eq!(config_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(duration("1d").is_err() && config_duration("366d").is_err());
         assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));

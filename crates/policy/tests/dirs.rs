@@ -203,3 +203,66 @@ fn config_defaults_and_errors() {
     );
     assert_eq!(d.0[0].hints, vec!["did you mean \"policies\"?".to_string()]);
 }
+
+#[test]
+fn peering_tunables_parse_with_defaults_and_located_errors() {
+    use std::time::Duration;
+    use vitrine_policy::PeerRole;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vitrine.toml");
+    fs::write(&file, "[peering]\n").unwrap();
+    let p = load_config(Some(&file)).unwrap().peering;
+    assert_eq!(p.site_key_role, PeerRole::Observer);
+    assert_eq!((p.osc_rate, p.osc_burst), (500, 1000));
+    assert_eq!(p.ban_cooldown, Duration::from_secs(300));
+    assert_eq!(p.rotation_grace, Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        (p.reconnect_min, p.reconnect_max),
+        (Duration::from_secs(1), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (p.ping_interval, p.ping_timeout),
+        (Duration::from_secs(15), Duration::from_secs(45))
+    );
+    assert_eq!(p.status_interval, Duration::from_secs(10));
+    fs::write(
+        &file,
+        "[peering]\nsite_key_role = \"controller\"\nosc_rate = 50\nosc_burst = 80\nban_cooldown = \"2h\"\nrotation_grace = \"30d\"\npairing_window = \"90s\"\nreconnect_min = \"500ms\"\nreconnect_max = \"5m\"\nhandshake_timeout = \"3s\"\nping_interval = \"2s\"\nping_timeout = \"7s\"\nstatus_interval = \"1s\"\n",
+    )
+    .unwrap();
+    let p = load_config(Some(&file)).unwrap().peering;
+    assert_eq!(p.site_key_role, PeerRole::Controller);
+    assert_eq!((p.osc_rate, p.osc_burst), (50, 80));
+    assert_eq!(p.ban_cooldown, Duration::from_secs(7200));
+    assert_eq!(p.rotation_grace, Duration::from_secs(30 * 86_400));
+    assert_eq!(p.pairing_window, Duration::from_secs(90));
+    assert_eq!(p.reconnect_min, Duration::from_millis(500));
+    assert_eq!(p.handshake_timeout, Duration::from_secs(3));
+    assert_eq!((p.ping_interval, p.ping_timeout), (Duration::from_secs(2), Duration::from_secs(7)));
+    assert_eq!(p.status_interval, Duration::from_secs(1));
+    fs::write(
+        &file,
+        "[peering]\nsite_key_role = \"admin\"\nosc_rate = 0\nban_cooldown = \"5\"\nrotation_grace = \"400d\"\nreconnect_min = \"2m\"\nreconnect_max = \"1m\"\nping_interval = \"10s\"\nping_timeout = \"10s\"\nstatus_intervall = \"1s\"\n",
+    )
+    .unwrap();
+    let d = load_config(Some(&file)).unwrap_err();
+    let got: Vec<String> = d
+        .iter()
+        .map(|d| {
+            format!("{}:{}: {}", d.location.unwrap().line, d.location.unwrap().column, d.message)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "2:17: unknown value \"admin\"",
+            "3:12: must be between 1 and 100000",
+            "4:16: duration \"5\" has no unit",
+            "5:18: \"400d\" is longer than 365d",
+            "7:17: reconnect_max must not be shorter than reconnect_min",
+            "9:16: ping_timeout must be longer than ping_interval (a peer misses a ping before it is down)",
+            "10:1: unknown key \"status_intervall\" in [peering]",
+        ]
+    );
+    assert_eq!(d.0[6].hints, vec!["did you mean \"status_interval\"?".to_string()]);
+}
