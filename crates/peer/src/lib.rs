@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bans;
 mod discovery;
 mod error;
 mod event;
@@ -25,6 +26,7 @@ mod shared;
 pub mod tls;
 pub mod trust;
 
+pub use bans::{Ban, BanList};
 pub use discovery::SERVICE_TYPE;
 pub use error::PeerError;
 pub use event::{InboundOsc, PeerEvent, PinVia};

@@ -2,7 +2,7 @@
 //! rotation statements and keepalives, until either side closes it or it is told to close.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
@@ -18,9 +18,6 @@ use crate::proof::rotation_message;
 use crate::shared::{LinkHandle, Shared, lock};
 use crate::trust::Role;
 
-/// How often an idle link is pinged, and after how long without any frame it counts as dead.
-const PING_EVERY: Duration = Duration::from_secs(15);
-const DEAD_AFTER: Duration = Duration::from_secs(45);
 /// Frames queued for sending before `send_osc` reports the link as congested.
 const OUT_QUEUE: usize = 256;
 
@@ -67,8 +64,12 @@ async fn run(
     });
     let mut bucket =
         TokenBucket::with_burst(shared.cfg.osc_rate, shared.cfg.osc_burst, Instant::now());
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(shared.cfg.ping_interval);
+    // The first tick of an interval is immediate: the status goes out as soon as the link is up.
+    let mut status = tokio::time::interval(shared.cfg.status_interval);
+    let dead_after = shared.cfg.ping_timeout;
     let mut last_rx = Instant::now();
+    shared.heard_from(peer, None);
     let mut seq = 0u64;
     let reason = loop {
         tokio::select! {
@@ -81,8 +82,14 @@ async fn run(
                 Some(frame) => if let Err(e) = pipe.send(&frame).await { break e.to_string() },
                 None => break "closed".into(),
             },
+            _ = status.tick() => {
+                let doc = lock(&shared.status).clone();
+                if !doc.is_empty() {
+                    if let Err(e) = pipe.send(&Frame::Status(doc)).await { break e.to_string() }
+                }
+            }
             _ = ping.tick() => {
-                if last_rx.elapsed() > DEAD_AFTER {
+                if last_rx.elapsed() > dead_after {
                     break "no answer to pings".into();
                 }
                 seq += 1;
@@ -93,6 +100,8 @@ async fn run(
                 Some(Err(e)) => break e.to_string(),
                 Some(Ok(frame)) => {
                     last_rx = Instant::now();
+                    let status = match &frame { Frame::Status(doc) => Some(doc.clone()), _ => None };
+                    shared.heard_from(peer, status);
                     match on_frame(&shared, &session, &name, frame, &mut bucket) {
                         Ok(Some(reply)) => if let Err(e) = pipe.send(&reply).await { break e.to_string() },
                         Ok(None) => {}
@@ -115,6 +124,7 @@ async fn run(
         ours
     };
     if removed {
+        shared.went_down(peer, &reason);
         shared.emit(PeerEvent::Disconnected { peer, reason });
     }
 }
@@ -214,7 +224,7 @@ fn on_rotate(
 
 /// Bans the peer for the configured cooldown, reports it, and returns the close reason.
 fn violation(shared: &Shared, peer: PeerId, what: &str) -> String {
-    shared.ban(peer);
+    shared.ban(peer, what);
     shared.emit(PeerEvent::Violation { peer, what: what.to_owned(), banned_for: shared.cfg.ban });
     what.to_owned()
 }

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, lookup_host};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::bans::{Ban, BanList};
 use crate::discovery::Discovery;
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent};
@@ -21,15 +22,12 @@ use crate::identity::Identity;
 use crate::link;
 use crate::proof::rotation_message;
 use crate::shared::{
-    IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
+    BanState, IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
 };
-use crate::trust::{Role, Standing, TrustStore};
+use crate::trust::{Forgotten, Role, Standing, TrustStore};
 
-/// How often the trust store is re-read and the dialers look for work.
+/// How often the trust store and the bans are re-read and the dialers look for work.
 const TICK: Duration = Duration::from_secs(1);
-/// Backoff between failed dials of one target.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long a rotation waits for each peer to confirm the new pin.
 const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +47,14 @@ pub struct PeerInfo {
     pub addresses: Vec<String>,
     /// Where the live link goes and since when, when there is one.
     pub connected: Option<(SocketAddr, SystemTime)>,
+    /// When the last frame of any kind came from this peer.
+    pub last_seen: Option<SystemTime>,
+    /// The peer's last status document (what it runs) and when it came.
+    pub status: Option<(SystemTime, Vec<u8>)>,
+    /// When and why the last link ended, while the peer is down.
+    pub down: Option<(SystemTime, String)>,
+    /// The ban in force, after a violation.
+    pub banned: Option<Ban>,
 }
 
 /// A pairing waiting for `vitrine peers accept ID --code N`.
@@ -105,6 +111,12 @@ impl PeerService {
             .map_err(|source| PeerError::Listen { addr: cfg.listen, source })?;
         let store = TrustStore::load(&cfg.trust_path)?;
         let seen = std::fs::read_to_string(&cfg.trust_path).ok();
+        let mut bans = BanList::load(&cfg.bans_path)?;
+        bans.prune(SystemTime::now());
+        let bans_seen = std::fs::read_to_string(&cfg.bans_path).ok();
+        for b in &bans.bans {
+            tracing::info!(peer = %b.id, until = %crate::trust::fmt_time(b.until), reason = %b.reason, "peer still banned");
+        }
         let (events_tx, events) = mpsc::unbounded_channel();
         let (osc_tx, osc) = mpsc::channel(1024);
         let identity = Arc::new(identity);
@@ -118,7 +130,9 @@ impl PeerService {
             tls: RwLock::new(configs),
             trust: Mutex::new(TrustState { store, seen }),
             links: Mutex::default(),
-            bans: Mutex::default(),
+            bans: Mutex::new(BanState { list: bans, seen: bans_seen }),
+            status: Mutex::default(),
+            heard: Mutex::default(),
             pairing: Mutex::new(Pairing::default()),
             rotate_acks: Mutex::default(),
             discovered: Mutex::default(),
@@ -156,21 +170,49 @@ impl PeerService {
         connect_and_run(&self.shared, addr).await
     }
 
-    /// The trust store with the live links.
+    /// The trust store with the live links, what each peer last told, and bans.
     pub fn peers(&self) -> Vec<PeerInfo> {
         let store = lock(&self.shared.trust).store.clone();
+        let now = SystemTime::now();
+        let bans = lock(&self.shared.bans).list.clone();
+        let heard = lock(&self.shared.heard).clone();
         let links = lock(&self.shared.links);
         store
             .peers
             .iter()
-            .map(|e| PeerInfo {
-                id: e.id,
-                name: e.name.clone(),
-                role: e.role,
-                addresses: e.addresses.clone(),
-                connected: links.get(&e.id).map(|l| (l.addr, l.since)),
+            .map(|e| {
+                let h = heard.get(&e.id).cloned().unwrap_or_default();
+                PeerInfo {
+                    id: e.id,
+                    name: e.name.clone(),
+                    role: e.role,
+                    addresses: e.addresses.clone(),
+                    connected: links.get(&e.id).map(|l| (l.addr, l.since)),
+                    last_seen: h.last_seen,
+                    status: h.status,
+                    down: h.down,
+                    banned: bans.active(&e.id, now).cloned(),
+                }
             })
             .collect()
+    }
+
+    /// Bans in force (pinned peers or not).
+    pub fn bans(&self) -> Vec<Ban> {
+        let now = SystemTime::now();
+        let list = lock(&self.shared.bans).list.clone();
+        list.bans.into_iter().filter(|b| b.until > now).collect()
+    }
+
+    /// Keys refused until a new pairing.
+    pub fn forgotten(&self) -> Vec<Forgotten> {
+        lock(&self.shared.trust).store.forgotten.clone()
+    }
+
+    /// Replaces this box's status document, which every link sends to its peer each
+    /// `status_interval` (and once when it comes up).
+    pub fn set_status(&self, doc: Vec<u8>) {
+        *lock(&self.shared.status) = doc;
     }
 
     /// IDs with a live link.
@@ -391,13 +433,12 @@ async fn maintain_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if shared.reload_trust_if_changed().is_some() {
             shared.close_untrusted_links();
         }
+        shared.reload_bans_if_changed();
+        let (min, max) = (shared.cfg.reconnect_min, shared.cfg.reconnect_max);
         for addr in wanted_addresses(&shared).await {
             let mut t = lock(&targets);
-            let entry = t.entry(addr).or_insert(Target {
-                next: Instant::now(),
-                backoff: BACKOFF_MIN,
-                busy: false,
-            });
+            let entry =
+                t.entry(addr).or_insert(Target { next: Instant::now(), backoff: min, busy: false });
             if entry.busy || entry.next > Instant::now() {
                 continue;
             }
@@ -409,7 +450,7 @@ async fn maintain_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 let mut t = lock(&targets);
                 if let Some(e) = t.get_mut(&addr) {
                     e.busy = false;
-                    e.backoff = if ok { BACKOFF_MIN } else { (e.backoff * 2).min(BACKOFF_MAX) };
+                    e.backoff = if ok { min } else { (e.backoff * 2).min(max) };
                     e.next = Instant::now() + e.backoff;
                 }
             });

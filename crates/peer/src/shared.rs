@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bans::{Ban, BanList};
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::Frame;
@@ -50,6 +51,16 @@ pub struct PeerConfig {
     pub handshake_timeout: Duration,
     /// How long `open_pairing` keeps the window open.
     pub pairing_window: Duration,
+    /// Bounds of the delay between failed dials of one address (doubling from min to max).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How often a link is pinged, and after how long without any frame it counts as down.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// How often this box's status document is sent over each link.
+    pub status_interval: Duration,
+    /// `state_dir/peer-bans.toml`: bans that survive a restart.
+    pub bans_path: PathBuf,
 }
 
 impl PeerConfig {
@@ -68,6 +79,12 @@ impl PeerConfig {
             rotation_grace: Duration::from_secs(7 * 24 * 3600),
             handshake_timeout: Duration::from_secs(10),
             pairing_window: Duration::from_secs(300),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(45),
+            status_interval: Duration::from_secs(10),
+            bans_path: state_dir.join("peer-bans.toml"),
         }
     }
 }
@@ -124,6 +141,23 @@ pub(crate) struct Pairing {
     pub sessions: HashMap<PeerId, PairSession>,
 }
 
+pub(crate) struct BanState {
+    pub list: BanList,
+    /// The file contents last read or written, to notice edits by hand.
+    pub seen: Option<String>,
+}
+
+/// What this box last heard from a peer, kept after its link goes down.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Heard {
+    /// The last frame of any kind.
+    pub last_seen: Option<SystemTime>,
+    /// The last status document and when it came.
+    pub status: Option<(SystemTime, Vec<u8>)>,
+    /// Why and when the last link ended, while no new one is up.
+    pub down: Option<(SystemTime, String)>,
+}
+
 pub(crate) struct TrustState {
     pub store: TrustStore,
     /// The file contents last read or written, to notice edits by hand.
@@ -138,7 +172,10 @@ pub(crate) struct Shared {
     pub tls: RwLock<TlsConfigs>,
     pub trust: Mutex<TrustState>,
     pub links: Mutex<HashMap<PeerId, LinkHandle>>,
-    pub bans: Mutex<HashMap<PeerId, Instant>>,
+    pub bans: Mutex<BanState>,
+    /// This box's status document, sent over every link each `status_interval`.
+    pub status: Mutex<Vec<u8>>,
+    pub heard: Mutex<HashMap<PeerId, Heard>>,
     pub pairing: Mutex<Pairing>,
     pub rotate_acks: Mutex<HashMap<PeerId, oneshot::Sender<()>>>,
     /// Addresses learned from mDNS, by the ID their TXT record claims.
@@ -226,14 +263,58 @@ impl Shared {
     }
 
     pub fn banned(&self, id: &PeerId) -> bool {
-        let mut bans = lock(&self.bans);
-        let now = Instant::now();
-        bans.retain(|_, until| *until > now);
-        bans.contains_key(id)
+        lock(&self.bans).list.active(id, SystemTime::now()).is_some()
     }
 
-    pub fn ban(&self, id: PeerId) {
-        lock(&self.bans).insert(id, Instant::now() + self.cfg.ban);
+    /// Refuses `id` for the configured cooldown and writes the ban to disk, so a restart of
+    /// the daemon does not lift it. A failed write is reported; the ban holds in memory.
+    pub fn ban(&self, id: PeerId, reason: &str) {
+        let now = SystemTime::now();
+        let ban = Ban { id, until: now + self.cfg.ban, reason: reason.to_owned() };
+        let mut state = lock(&self.bans);
+        state.list.ban(ban, now);
+        match state.list.save(&self.cfg.bans_path) {
+            Ok(()) => state.seen = Some(state.list.to_toml()),
+            Err(e) => {
+                tracing::warn!(path = %self.cfg.bans_path.display(), error = %e, "ban not saved")
+            }
+        }
+    }
+
+    /// Re-reads the ban file when it changed on disk (an entry deleted by hand lifts a ban).
+    /// An invalid file is reported and the bans in memory stay in force.
+    pub fn reload_bans_if_changed(&self) {
+        let mut state = lock(&self.bans);
+        let text = std::fs::read_to_string(&self.cfg.bans_path).unwrap_or_default();
+        if state.seen.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let parsed = BanList::parse(&self.cfg.bans_path, &text);
+        state.seen = Some(text);
+        match parsed {
+            Ok(list) => state.list = list,
+            Err(e) => {
+                drop(state);
+                self.emit(PeerEvent::TrustReloadFailed { error: e.to_string() });
+            }
+        }
+    }
+
+    /// Notes that a frame arrived from `id`.
+    pub fn heard_from(&self, id: PeerId, status: Option<Vec<u8>>) {
+        let now = SystemTime::now();
+        let mut heard = lock(&self.heard);
+        let h = heard.entry(id).or_default();
+        h.last_seen = Some(now);
+        h.down = None;
+        if let Some(doc) = status {
+            h.status = Some((now, doc));
+        }
+    }
+
+    /// Notes that the link with `id` went down and why.
+    pub fn went_down(&self, id: PeerId, reason: &str) {
+        lock(&self.heard).entry(id).or_default().down = Some((SystemTime::now(), reason.into()));
     }
 
     /// How `id` stands in the trust store as last loaded (the reload task picks up edits).
@@ -248,8 +329,10 @@ impl Shared {
     /// Re-reads `peers.toml` when its contents changed; returns the new store when they did.
     /// An invalid file is reported and the previous store stays in force.
     pub fn reload_trust_if_changed(&self) -> Option<TrustStore> {
-        let text = std::fs::read_to_string(&self.cfg.trust_path).unwrap_or_default();
+        // Read under the lock: a write by `modify_trust` between reading and comparing would
+        // otherwise make the older text look like a new edit and undo the write.
         let mut state = lock(&self.trust);
+        let text = std::fs::read_to_string(&self.cfg.trust_path).unwrap_or_default();
         if state.seen.as_deref() == Some(text.as_str()) {
             return None;
         }

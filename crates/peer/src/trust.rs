@@ -331,16 +331,16 @@ pub fn fmt_time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn parse_time(s: &Spanned<String>) -> Result<SystemTime, String> {
+pub(crate) fn parse_time(s: &Spanned<String>) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s.get_ref())
         .map_err(|e| format!("'{}' is not a time like 2026-01-31T12:00:00Z ({e})", s.get_ref()))
 }
 
-fn parse_id(s: &Spanned<String>) -> Result<PeerId, String> {
+pub(crate) fn parse_id(s: &Spanned<String>) -> Result<PeerId, String> {
     s.get_ref().parse::<PeerId>().map_err(|e| format!("invalid peer id: {e}"))
 }
 
-fn parse_error(path: &Path, text: &str, at: usize, message: String) -> TrustError {
+pub(crate) fn parse_error(path: &Path, text: &str, at: usize, message: String) -> TrustError {
     let at = at.min(text.len());
     let before = text.get(..at).unwrap_or("");
     let line = before.matches('\n').count() + 1;

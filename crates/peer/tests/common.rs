@@ -30,11 +30,19 @@ pub struct Setup<'a> {
     pub identity: Identity,
     pub site_key: Option<&'a [u8]>,
     pub pins: Vec<(PeerId, Role)>,
+    /// Changes to the service configuration beyond the defaults below.
+    pub tune: fn(&mut PeerConfig),
 }
 
 impl<'a> Setup<'a> {
     pub fn new(name: &'a str) -> Self {
-        Self { name, identity: Identity::generate().unwrap(), site_key: None, pins: vec![] }
+        Self {
+            name,
+            identity: Identity::generate().unwrap(),
+            site_key: None,
+            pins: vec![],
+            tune: |_| {},
+        }
     }
     pub fn site(mut self, key: &'a [u8]) -> Self {
         self.site_key = Some(key);
@@ -62,11 +70,16 @@ pub fn write_pins(path: &Path, pins: &[(PeerId, Role)]) {
 }
 
 pub async fn start(setup: Setup<'_>) -> TestBox {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(setup, tempfile::tempdir().unwrap()).await
+}
+
+/// Starts a box on an existing state directory (a restart of the daemon).
+pub async fn start_in(setup: Setup<'_>, dir: TempDir) -> TestBox {
     let mut cfg = PeerConfig::new(setup.name, dir.path(), "127.0.0.1:0".parse().unwrap());
     cfg.site_key = setup.site_key.map(|k| SiteKey::from_bytes(k).unwrap());
     cfg.handshake_timeout = Duration::from_secs(10);
     cfg.pairing_window = Duration::from_secs(60);
+    (setup.tune)(&mut cfg);
     write_pins(&cfg.trust_path, &setup.pins);
     let (svc, PeerChannels { events, osc }) =
         PeerService::start(cfg, setup.identity, IdentitySource::Memory).await.unwrap();

@@ -1,6 +1,8 @@
 //! Three boxes, each in its own network namespace, on one bridge in a fourth: they find each
-//! other by mDNS, trust each other through the site key, relay OSC, and a forgotten box is
-//! refused. Needs root (network namespaces); skips with a printed reason otherwise.
+//! other by mDNS (and a stock avahi-browse, run with a private dbus-daemon and avahi-daemon on
+//! the bridge, sees each box's service with its TXT `id=` and `v=1`), trust each other through
+//! the site key, relay OSC, and a forgotten box is refused. Needs root (network namespaces);
+//! skips with a printed reason otherwise.
 //!
 //! The boxes are this test binary re-executed under `ip netns exec` with [`BOX_ENV`] set; each
 //! runs a real `PeerService`, reports on stdout and takes commands on stdin.
@@ -51,6 +53,9 @@ fn three_boxes_discover_pair_relay_and_forget_in_network_namespaces() {
         }
     }
 
+    // A stock mDNS browser on the same bridge sees each box's service with its ID.
+    avahi_sees_every_box(&net, &ids);
+
     // Box 1 relays an OSC message to box 0, which receives it from box 1's address.
     boxes[1].send(&format!("osc {}", ids[0]));
     let got = boxes[0].expect_prefix("OSC ");
@@ -68,6 +73,128 @@ fn three_boxes_discover_pair_relay_and_forget_in_network_namespaces() {
     assert_eq!(boxes[0].expect_prefix("STANDING ")[0], "forgotten");
     for b in &mut boxes {
         b.send("quit");
+    }
+}
+
+/// Runs a private dbus-daemon and avahi-daemon in the bridge's namespace (the bridge gets an
+/// address of its own) and waits until `avahi-browse -rpt _vitrine._tcp` resolves every box with
+/// its TXT `id=` and `v=1`.
+fn avahi_sees_every_box(net: &Net, ids: &[PeerId]) {
+    let hub = net.ns("hub");
+    ip(&["-n", &hub, "addr", "add", "10.77.0.254/24", "dev", "br0"]);
+    ip(&["-n", &hub, "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let bus = dir.path().join("bus");
+    let bus_conf = dir.path().join("bus.conf");
+    std::fs::write(
+        &bus_conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+            bus.display()
+        ),
+    )
+    .unwrap();
+    let avahi_conf = dir.path().join("avahi-daemon.conf");
+    std::fs::write(
+        &avahi_conf,
+        "[server]\nhost-name=vitrine-test-browser\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=br0\nenable-dbus=yes\n\
+         [wide-area]\nenable-wide-area=no\n\
+         [publish]\npublish-addresses=no\npublish-hinfo=no\npublish-workstation=no\npublish-domain=no\n",
+    )
+    .unwrap();
+    let bus_addr = format!("unix:path={}", bus.display());
+    let _dbus = Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &hub, "dbus-daemon", "--nofork", "--nopidfile"])
+            .arg(format!("--config-file={}", bus_conf.display())),
+        "dbus-daemon (package dbus; tests/setup.sh installs it)",
+    );
+    wait_for("the private D-Bus socket", || bus.exists());
+    // avahi-daemon keeps its pid file and socket under /run/avahi-daemon: give it a private
+    // /run so it neither sees nor disturbs a system instance. No chroot, no privilege drop: the
+    // test's throwaway configuration has no avahi user to drop to.
+    let _avahi = Daemon::spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &hub, "unshare", "--mount", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /run && mkdir /run/avahi-daemon && \
+                 exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f \"$0\"",
+            )
+            .arg(&avahi_conf)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_addr),
+        "avahi-daemon (package avahi-daemon; tests/setup.sh installs it)",
+    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &hub, "avahi-browse", "-rpt", "_vitrine._tcp"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus_addr)
+            .output()
+            .expect("avahi-browse (package avahi-utils; tests/setup.sh installs it)");
+        let last = String::from_utf8_lossy(&out.stdout).into_owned();
+        // Resolved lines: =;IFACE;IPv4;NAME;TYPE;DOMAIN;HOST;ADDRESS;PORT;"TXT" "TXT"
+        let resolved: Vec<&str> = last.lines().filter(|l| l.starts_with("=;")).collect();
+        let seen = |id: &PeerId| {
+            resolved.iter().any(|l| {
+                let f: Vec<&str> = l.splitn(10, ';').collect();
+                f.len() == 10
+                    && f[4] == "_vitrine._tcp"
+                    && f[8] == PORT.to_string()
+                    && f[9].contains(&format!("\"id={id}\""))
+                    && f[9].contains("\"v=1\"")
+            })
+        };
+        if ids.iter().all(seen) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "avahi-browse did not resolve every box; last output:\n{last}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A helper daemon killed (and reaped) when the test is done with it.
+struct Daemon(Child);
+
+impl Daemon {
+    fn spawn(cmd: &mut Command, what: &str) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} never appeared");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -179,8 +306,13 @@ impl BoxProc {
                 .lines
                 .recv_timeout(PATIENCE)
                 .unwrap_or_else(|_| panic!("no line starting with {prefix:?}"));
-            // The test harness of the box prints its own text before the first line.
-            if let Some(at) = line.find(prefix) {
+            // The test harness of the box prints its own text before the first line; a match
+            // inside a longer word ("DISCONNECTED " for "CONNECTED ") does not count.
+            let at = line
+                .match_indices(prefix)
+                .map(|(at, _)| at)
+                .find(|&at| at == 0 || !line.as_bytes()[at - 1].is_ascii_uppercase());
+            if let Some(at) = at {
                 return line[at + prefix.len()..].split_whitespace().map(str::to_owned).collect();
             }
         }

@@ -306,3 +306,57 @@ async fn openssl_tls12_and_certificateless_clients_are_refused() {
     let e = a.wait("certificate refusal", |e| matches!(e, PeerEvent::HandshakeFailed { .. })).await;
     assert!(failed(&e, "ertificate"), "{e:?}");
 }
+
+/// A rotation signature made from (old key, new key, this session's exporter).
+type Forgery = fn(&Identity, &Identity, &[u8; 32]) -> Vec<u8>;
+
+#[tokio::test]
+async fn a_rotation_not_vouched_by_the_pinned_key_is_refused_and_banned() {
+    use vitrine_peer::frame::Rotate;
+    use vitrine_peer::proof::rotation_message;
+    let ib = Identity::generate().unwrap();
+    let idb = ib.id();
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        name: "b".into(),
+        site_proof: None,
+        pair_commit: None,
+    });
+    let new = Identity::generate().unwrap();
+    // Two statements B's old key never made: the new key vouching for itself in this session,
+    // and the old key's signature from another session (a replay).
+    let forgeries: [Forgery; 2] = [
+        |_, new, exporter| new.sign(&rotation_message(new.spki(), exporter)),
+        |old, new, _| old.sign(&rotation_message(new.spki(), &[7; 32])),
+    ];
+    for forge in forgeries {
+        let mut a = start(Setup::new("a").pin(idb, Role::Controller)).await;
+        let addr = a.svc.local_addr();
+        let connector = TlsConnector::from(Arc::new(client(Some(&ib))));
+        let name = ServerName::IpAddress(addr.ip().into());
+        let mut tls =
+            connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.unwrap();
+        tls.write_all(&hello.encode().unwrap()).await.unwrap();
+        assert!(matches!(read_frame(&mut tls).await.unwrap(), Frame::Welcome(_)));
+        let mut exporter = [0u8; 32];
+        tls.get_ref().1.export_keying_material(&mut exporter, EXPORTER_LABEL, None).unwrap();
+        let rotate = Frame::Rotate(Rotate {
+            spki: new.spki().to_vec(),
+            signature: forge(&ib, &new, &exporter),
+        });
+        tls.write_all(&rotate.encode().unwrap()).await.unwrap();
+        let v = a.wait("violation", |e| matches!(e, PeerEvent::Violation { .. })).await;
+        assert!(
+            matches!(v, PeerEvent::Violation { peer, ref what, .. } if peer == idb && what.contains("bad signature")),
+            "{v:?}"
+        );
+        // The pin did not move, and the new key is a stranger.
+        let store = a.trust();
+        assert!(store.peers.iter().any(|e| e.id == idb && e.previous.is_empty()));
+        assert_eq!(
+            store.standing(&new.id(), std::time::SystemTime::now()),
+            vitrine_peer::Standing::Stranger
+        );
+        assert!(a.svc.bans().iter().any(|b| b.id == idb));
+    }
+}

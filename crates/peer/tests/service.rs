@@ -211,3 +211,164 @@ async fn rotation_is_accepted_only_when_vouched() {
     let c = start(Setup::new("b")).await;
     assert_refused(c.svc.connect(a.svc.local_addr()).await);
 }
+
+#[tokio::test]
+async fn a_rate_limit_violation_bans_across_a_restart_until_lifted() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    // A's key is kept on disk so the restarted A is the same box.
+    let keys = tempfile::tempdir().unwrap();
+    let opts = vitrine_peer::IdentityOptions {
+        dir: keys.path().join("identity"),
+        credentials_dir: None,
+        machine_id: None,
+    };
+    ia.save(&opts).unwrap();
+    let tune: fn(&mut vitrine_peer::PeerConfig) = |c| {
+        c.osc_rate = 1;
+        c.osc_burst = 2;
+        c.ban = std::time::Duration::from_secs(3600);
+    };
+    let mut a =
+        start(Setup { identity: ia, tune, ..Setup::new("a") }.pin(idb, Role::Controller)).await;
+    let b = start(Setup { identity: ib, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    // The burst passes, the message after it breaks the limit.
+    for _ in 0..3 {
+        let _ = b.svc.send_osc(&ida, osc_packet());
+    }
+    let v = a.wait("violation", |e| matches!(e, PeerEvent::Violation { .. })).await;
+    assert!(
+        matches!(v, PeerEvent::Violation { peer, ref what, .. } if peer == idb && what.contains("rate limit"))
+    );
+    a.wait("disconnect", is_disconnected(idb)).await;
+    let listed = a.svc.peers();
+    assert!(listed[0].banned.as_ref().is_some_and(|b| b.reason.contains("rate limit")));
+    // A restart of A keeps the ban: B is refused during the TLS handshake.
+    let TestBox { svc, dir, .. } = a;
+    std::sync::Arc::into_inner(svc).expect("sole owner").shutdown().await;
+    let ia = Identity::load(&opts).unwrap().expect("saved identity");
+    let mut a = start_in(Setup { identity: ia, tune, ..Setup::new("a") }, dir).await;
+    assert_eq!(a.svc.bans().iter().map(|b| b.id).collect::<Vec<_>>(), vec![idb]);
+    assert_refused(b.svc.connect(a.svc.local_addr()).await);
+    a.wait("refusal", |e| matches!(e, PeerEvent::HandshakeFailed { reason, .. } if reason.contains("certificate"))).await;
+    // Deleting the entry by hand lifts the ban.
+    std::fs::write(a.dir.path().join("peer-bans.toml"), "").unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while b.svc.connect(a.svc.local_addr()).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the ban was not lifted");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    a.wait("connected again", is_connected(idb)).await;
+    assert!(a.svc.bans().is_empty());
+}
+
+/// A TCP forwarder that can be cut: while cut, every byte through it is dropped (as on a dead
+/// network path), and a connection that lost bytes never forwards again.
+struct Cable {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cable {
+    async fn to(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = open.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                let dead = std::sync::Arc::new(AtomicBool::new(!flag.load(Ordering::SeqCst)));
+                for (mut r, mut w) in [(ri, wo), (ro, wi)]
+                    .map(|(r, w)| (Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>, w))
+                {
+                    let (flag, dead) = (flag.clone(), dead.clone());
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = r.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if !flag.load(Ordering::SeqCst) {
+                                dead.store(true, Ordering::SeqCst);
+                            }
+                            if !dead.load(Ordering::SeqCst) && w.write_all(&buf[..n]).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                        // A dead path stays open and silent; a live one passes the close on.
+                        if !dead.load(Ordering::SeqCst) {
+                            let _ = w.shutdown().await;
+                        } else {
+                            std::future::pending::<()>().await;
+                        }
+                    });
+                }
+            }
+        });
+        Cable { addr, open }
+    }
+
+    fn set(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
+    use std::time::Duration;
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    let tune: fn(&mut vitrine_peer::PeerConfig) = |c| {
+        c.ping_interval = Duration::from_millis(200);
+        c.ping_timeout = Duration::from_millis(1000);
+        c.handshake_timeout = Duration::from_millis(1000);
+        c.reconnect_min = Duration::from_millis(100);
+        c.reconnect_max = Duration::from_millis(400);
+        c.status_interval = Duration::from_millis(300);
+    };
+    let b = start(Setup { identity: ib, tune, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
+    b.svc.set_status(br#"{"visualizations":["aurora"]}"#.to_vec());
+    let cable = Cable::to(b.svc.local_addr()).await;
+    // A knows B only at the cable's address, and dials it by itself.
+    let mut a = start(Setup { identity: ia, tune, ..Setup::new("a") }).await;
+    let mut store = a.trust();
+    store.pin(vitrine_peer::PeerEntry {
+        id: idb,
+        name: "b".into(),
+        role: Role::Controller,
+        added: std::time::SystemTime::now(),
+        addresses: vec![cable.addr.to_string()],
+        previous: vec![],
+    });
+    store.save(&a.trust_path()).unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    a.wait("status", |e| matches!(e, PeerEvent::Status { peer, .. } if *peer == idb)).await;
+    let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
+    assert!(info.connected.is_some() && info.last_seen.is_some() && info.down.is_none());
+    assert_eq!(info.status.map(|s| s.1), Some(br#"{"visualizations":["aurora"]}"#.to_vec()));
+    // The path goes dead: pings go unanswered, the peer is marked down, redials fail.
+    cable.set(false);
+    let gone = a.wait("down", is_disconnected(idb)).await;
+    assert_eq!(gone, PeerEvent::Disconnected { peer: idb, reason: "no answer to pings".into() });
+    a.wait(
+        "failed redial",
+        |e| matches!(e, PeerEvent::HandshakeFailed { addr, .. } if *addr == cable.addr),
+    )
+    .await;
+    let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
+    assert!(info.connected.is_none());
+    assert!(info.down.is_some_and(|(_, why)| why == "no answer to pings"));
+    // The path comes back: the next redial links again, and the status is still there.
+    cable.set(true);
+    a.wait("reconnected", is_connected(idb)).await;
+    let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
+    assert!(info.connected.is_some() && info.down.is_none() && info.status.is_some());
+}
