@@ -7,7 +7,7 @@
 //! `peers.sock` beside the control socket (default `/run/vitrine/peers.sock`), mode 0600. One
 //! JSON request line in (at most [`MAX_REQUEST`] bytes), one JSON answer line out:
 //! ```text
-//! {"verb":"list"}                 {"type":"peers","peers":[{"id":..,"name":..,"role":..,"addresses":[..],"connected":"10.0.0.2:7447"}]}
+//! {"verb":"list"}                 {"type":"peers","peers":[{"id":..,"name":..,"role":..,"addresses":[..],"connected":"10.0.0.2:7447","last_seen":..,"down":..,"banned":..,"status":{..}}],"banned":[..],"forgotten":[..]}
 //! {"verb":"identity"}             {"type":"identity","id":"ABCD-…","listen":"0.0.0.0:7447"}
 //! {"verb":"pair","addr":null}     {"type":"pairing","window_secs":300}
 //! {"verb":"pending"}              {"type":"pending","pairings":[{"id":..,"name":..,"addr":..,"code":123456}]}
@@ -30,11 +30,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use vitrine_peer::trust::fmt_time;
 use vitrine_peer::{
     Identity, IdentityOptions, IdentitySource, InboundOsc, PeerConfig, PeerEvent, PeerId,
     PeerService, Role, SiteKey,
 };
-use vitrine_policy::{Config, ControlConfig, Discovery};
+use vitrine_policy::{Config, ControlConfig, Discovery, PeerRole, PeeringConfig};
 
 use crate::control::auth;
 use crate::events::{Event, EventBus};
@@ -105,6 +106,54 @@ pub struct PeerRow {
     pub addresses: Vec<String>,
     /// The address of the live link, if any.
     pub connected: Option<String>,
+    /// When the last frame came from this peer (RFC 3339), since the daemon started.
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// Why the last link ended, while the peer is down.
+    #[serde(default)]
+    pub down: Option<String>,
+    #[serde(default)]
+    pub banned: Option<BanRow>,
+    /// What the peer last said it runs.
+    #[serde(default)]
+    pub status: Option<PeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BanRow {
+    pub id: String,
+    pub until: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenRow {
+    pub id: String,
+    pub at: String,
+}
+
+/// The status document boxes send each other every `status_interval` (JSON in a status frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub visualizations: Vec<VisualizationState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisualizationState {
+    pub name: String,
+    pub state: String,
+}
+
+/// A peer's last status as `vitrine peers list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// When it arrived (RFC 3339).
+    pub received: String,
+    /// The document, or `None` when it was not a valid one.
+    pub doc: Option<StatusDoc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,13 +167,35 @@ pub struct PendingRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum PeerResponse {
-    Peers { peers: Vec<PeerRow> },
-    Identity { id: String, listen: String },
-    Pairing { window_secs: u64 },
-    Pending { pairings: Vec<PendingRow> },
-    Done { message: String },
-    Rotated { old: String, new: String, vouched: Vec<String>, missed: Vec<String> },
-    Error { message: String },
+    Peers {
+        peers: Vec<PeerRow>,
+        #[serde(default)]
+        banned: Vec<BanRow>,
+        #[serde(default)]
+        forgotten: Vec<ForgottenRow>,
+    },
+    Identity {
+        id: String,
+        listen: String,
+    },
+    Pairing {
+        window_secs: u64,
+    },
+    Pending {
+        pairings: Vec<PendingRow>,
+    },
+    Done {
+        message: String,
+    },
+    Rotated {
+        old: String,
+        new: String,
+        vouched: Vec<String>,
+        missed: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Where OSC from controller peers goes: the OSC hub's `inject`, which validates and routes it
@@ -170,6 +241,7 @@ pub async fn start(
     cfg.mdns = config.peering.discovery == Discovery::Mdns;
     cfg.static_peers = config.peering.static_peers.clone();
     cfg.site_key = site_key(&config.peering.site_key_file, opts.credentials_dir.as_deref())?;
+    apply_tunables(&mut cfg, &config.peering);
     let (svc, channels) = PeerService::start(cfg, identity, source).await?;
     let path = socket_path(&config.control);
     let listener = bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -186,6 +258,25 @@ pub async fn start(
     ];
     *peering.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
     Ok(Some(peering))
+}
+
+/// Copies the `[peering]` tunables into the service configuration.
+fn apply_tunables(cfg: &mut PeerConfig, p: &PeeringConfig) {
+    cfg.site_key_role = match p.site_key_role {
+        PeerRole::Controller => Role::Controller,
+        PeerRole::Observer => Role::Observer,
+    };
+    cfg.osc_rate = p.osc_rate;
+    cfg.osc_burst = p.osc_burst;
+    cfg.ban = p.ban_cooldown;
+    cfg.rotation_grace = p.rotation_grace;
+    cfg.pairing_window = p.pairing_window;
+    cfg.reconnect_min = p.reconnect_min;
+    cfg.reconnect_max = p.reconnect_max;
+    cfg.handshake_timeout = p.handshake_timeout;
+    cfg.ping_interval = p.ping_interval;
+    cfg.ping_timeout = p.ping_timeout;
+    cfg.status_interval = p.status_interval;
 }
 
 /// The site key from the systemd credential, else the configured file; missing means the
@@ -230,7 +321,11 @@ impl Peering {
     async fn try_handle(&self, request: PeerRequest) -> anyhow::Result<PeerResponse> {
         let svc = &self.svc;
         Ok(match request {
-            PeerRequest::List {} => PeerResponse::Peers { peers: rows(svc) },
+            PeerRequest::List {} => PeerResponse::Peers {
+                peers: rows(svc),
+                banned: svc.bans().iter().map(ban_row).collect(),
+                forgotten: svc.forgotten().iter().map(forgotten_row).collect(),
+            },
             PeerRequest::Identity {} => PeerResponse::Identity {
                 id: svc.id().to_string(),
                 listen: svc.local_addr().to_string(),
@@ -306,8 +401,36 @@ fn rows(svc: &PeerService) -> Vec<PeerRow> {
             role: p.role,
             addresses: p.addresses,
             connected: p.connected.map(|(a, _)| a.to_string()),
+            last_seen: p.last_seen.map(fmt_time),
+            down: p.down.map(|(at, why)| format!("{why} (since {})", fmt_time(at))),
+            banned: p.banned.as_ref().map(ban_row),
+            status: p.status.map(|(at, doc)| PeerStatus {
+                received: fmt_time(at),
+                doc: serde_json::from_slice(&doc).ok(),
+            }),
         })
         .collect()
+}
+
+pub fn ban_row(b: &vitrine_peer::Ban) -> BanRow {
+    BanRow { id: b.id.to_string(), until: fmt_time(b.until), reason: b.reason.clone() }
+}
+
+pub fn forgotten_row(f: &vitrine_peer::trust::Forgotten) -> ForgottenRow {
+    ForgottenRow { id: f.id.to_string(), at: fmt_time(f.at) }
+}
+
+impl Peering {
+    /// Replaces the status this box sends its peers: its identity, version and what it runs.
+    pub fn set_status(&self, visualizations: Vec<VisualizationState>) {
+        let doc = StatusDoc {
+            id: self.svc.id().to_string(),
+            name: host_name(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            visualizations,
+        };
+        self.svc.set_status(serde_json::to_vec(&doc).unwrap_or_default());
+    }
 }
 
 /// Publishes every peer event on the bus and keeps the peer metrics current.
@@ -538,11 +661,16 @@ mod tests {
         assert!(err.to_string().contains("no pairing"), "{err}");
         let done = ask(PeerRequest::Forget { id: stranger.to_string() }).await.expect("join");
         assert!(matches!(done, Ok(PeerResponse::Done { .. })), "{done:?}");
-        let Ok(PeerResponse::Peers { peers }) = ask(PeerRequest::List {}).await.expect("join")
+        let Ok(PeerResponse::Peers { peers, forgotten, .. }) =
+            ask(PeerRequest::List {}).await.expect("join")
         else {
             panic!("no list answer");
         };
         assert!(peers.is_empty());
+        assert_eq!(
+            forgotten.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+            [stranger.to_string()]
+        );
         // The forget is audited (control action by uid 0) and reported as a peer event.
         let mut saw_action = false;
         let mut saw_forget = false;

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::SystemTime;
 
-use vitrine_peer::{Identity, IdentityOptions, PeerEntry, Role, Standing, TrustStore};
+use vitrine_peer::{
+    Ban, BanList, Identity, IdentityOptions, PeerEntry, Role, Standing, TrustStore,
+};
 
 fn vitrine(config: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vitrine"))
@@ -79,7 +81,25 @@ fn peers_list_and_forget_work_on_the_trust_store_offline() {
     let store = TrustStore::load(&trust).expect("reload");
     assert_eq!(store.standing(&peer, SystemTime::now()), Standing::Forgotten);
     let (ok, out, _) = vitrine(&config, &["peers", "list", "--json"]);
-    assert!(ok && out.trim() == "[]", "{out}");
+    assert!(ok, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["peers"], serde_json::json!([]), "{out}");
+    assert_eq!(doc["forgotten"][0]["id"], peer.to_string(), "{out}");
+    // A ban written by the daemon before it stopped is shown until it ends.
+    let mut bans = BanList::default();
+    let now = SystemTime::now();
+    let until = now + std::time::Duration::from_secs(600);
+    bans.ban(Ban { id: peer, until, reason: "OSC rate limit exceeded".into() }, now);
+    bans.save(&dir.path().join("state/peer-bans.toml")).expect("bans");
+    let (ok, out, err) = vitrine(&config, &["peers", "list"]);
+    assert!(
+        ok && out.contains("banned (not pinned)") && out.contains("OSC rate limit exceeded"),
+        "{out}{err}"
+    );
+    assert!(out.contains("forgotten") && out.contains(&peer.to_string()), "{out}");
+    let (_, out, _) = vitrine(&config, &["peers", "list", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(doc["banned"][0]["reason"], "OSC rate limit exceeded", "{out}");
     let (ok, _, err) = vitrine(&config, &["peers", "forget", "NOT-AN-ID"]);
     assert!(!ok && err.contains("is not a peer ID"), "{err}");
     let (ok, _, err) = vitrine(&config, &["peers", "accept", &peer.to_string(), "--code", "12345"]);

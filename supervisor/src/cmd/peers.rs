@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
-use vitrine_peer::{PeerId, Role, TrustStore};
+use vitrine_peer::{BanList, PeerId, Role, TrustStore};
 
 use crate::cli::ConnectArgs;
 use crate::peering::{self, PeerRequest, PeerResponse, PeerRow};
 
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
-    /// List the trusted peers, with their live links when the daemon runs.
+    /// List the trusted peers (link, last seen, what they run, bans) and forgotten keys.
     List {
         /// Machine-readable output.
         #[arg(long)]
@@ -91,42 +91,93 @@ fn trust_path(connect: &ConnectArgs) -> anyhow::Result<PathBuf> {
 
 fn list(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let path = socket(connect)?;
-    let rows = if daemon_running(&path) {
+    let (rows, banned, forgotten) = if daemon_running(&path) {
         match peering::request(&path, &PeerRequest::List {})? {
-            PeerResponse::Peers { peers } => peers,
+            PeerResponse::Peers { peers, banned, forgotten } => (peers, banned, forgotten),
             other => anyhow::bail!("unexpected answer: {other:?}"),
         }
     } else {
-        let trust = trust_path(connect)?;
+        let config = load_config(connect)?;
+        let trust = config.state_dir.join("peers.toml");
         let store = TrustStore::load(&trust)?;
+        let now = std::time::SystemTime::now();
+        let mut bans = BanList::load(&config.state_dir.join("peer-bans.toml"))?;
+        bans.prune(now);
         if !json {
             eprintln!(
                 "(the daemon is not running: showing {} without link state)",
                 trust.display()
             );
         }
-        store
+        let rows = store
             .peers
             .into_iter()
             .map(|e| PeerRow {
+                banned: bans.active(&e.id, now).map(peering::ban_row),
                 id: e.id.to_string(),
                 name: e.name,
                 role: e.role,
                 addresses: e.addresses,
                 connected: None,
+                last_seen: None,
+                down: None,
+                status: None,
             })
-            .collect()
+            .collect();
+        let forgotten = store.forgotten.iter().map(peering::forgotten_row).collect();
+        (rows, bans.bans.iter().map(peering::ban_row).collect(), forgotten)
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let doc = serde_json::json!({ "peers": rows, "banned": banned, "forgotten": forgotten });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
         println!("no trusted peers");
     }
-    for r in rows {
-        let link = r.connected.unwrap_or_else(|| "-".into());
+    for r in &rows {
+        let link = match (&r.connected, &r.down) {
+            (Some(addr), _) => format!("up {addr}"),
+            (None, Some(why)) => format!("down: {why}"),
+            (None, None) => "-".into(),
+        };
         println!("{}  {:<16} {:<10} {}", r.id, r.name, r.role.to_string(), link);
+        if let Some(seen) = &r.last_seen {
+            println!("    last seen {seen}");
+        }
+        match r.status.as_ref().map(|s| (&s.received, &s.doc)) {
+            Some((at, Some(doc))) => {
+                let runs: Vec<String> = doc
+                    .visualizations
+                    .iter()
+                    .map(|v| format!("{} ({})", v.name, v.state))
+                    .collect();
+                let runs = if runs.is_empty() { "nothing".to_owned() } else { runs.join(", ") };
+                println!(
+                    "    runs {runs}; vitrine {} on {} (status of {at})",
+                    doc.version, doc.name
+                );
+            }
+            Some((at, None)) => println!("    sent an unreadable status at {at}"),
+            None => {}
+        }
+        if let Some(b) = &r.banned {
+            println!("    banned until {}: {}", b.until, b.reason);
+        }
+    }
+    let pinned: BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let others: Vec<_> = banned.iter().filter(|b| !pinned.contains(b.id.as_str())).collect();
+    if !others.is_empty() {
+        println!("\nbanned (not pinned):");
+        for b in others {
+            println!("{}  until {}: {}", b.id, b.until, b.reason);
+        }
+    }
+    if !forgotten.is_empty() {
+        println!("\nforgotten (refused until paired again):");
+        for f in &forgotten {
+            println!("{}  since {}", f.id, f.at);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

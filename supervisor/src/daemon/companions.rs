@@ -83,13 +83,15 @@ impl Companions {
         Ok(Companions { metrics, hub, peering, audit: Some(audit), stop, tasks })
     }
 
-    /// Copies each running visualization's cgroup statistics into the metrics periodically.
+    /// Copies each running visualization's cgroup statistics into the metrics periodically,
+    /// and tells the peers what this box runs.
     pub fn follow_stats<F, Fut>(&mut self, status: F)
     where
         F: Fn() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Vec<super::unit::UnitStatus>> + Send,
     {
         let metrics = self.metrics.clone();
+        let peering = self.peering.clone();
         let mut stopped = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(STATS_INTERVAL);
@@ -98,7 +100,19 @@ impl Companions {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => return,
                 }
-                for unit in status().await {
+                let units = status().await;
+                if let Some(p) = &peering {
+                    p.set_status(
+                        units
+                            .iter()
+                            .map(|u| peering::VisualizationState {
+                                name: u.name.clone(),
+                                state: u.state.as_str().to_owned(),
+                            })
+                            .collect(),
+                    );
+                }
+                for unit in units {
                     if let Some(s) = unit.stats {
                         let stats = VisualizationStats {
                             cpu_seconds: s.cpu_seconds,
