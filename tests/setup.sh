@@ -22,6 +22,7 @@ packages=(
     prometheus              # promtool and a real scraper for the metrics tests
     alsa-utils              # amidi/aseqsend for MIDI tests (VM lane)
     avahi-utils             # avahi-browse sees vitrine's mDNS service
+    avahi-daemon dbus       # a private avahi-daemon and bus in the peering test's namespace
     minisign                # signing fixtures and the deployment docs' workflow
     jq                      # scripts in tests/ and bench/
 )
