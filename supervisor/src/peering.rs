@@ -20,6 +20,7 @@
 //! `identity`, `pending`) needs the operator role, changing trust needs the admin role, and
 //! every change or refusal is published as a `control-action` event for the audit log.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,12 +140,19 @@ pub struct StatusDoc {
     pub name: String,
     pub version: String,
     pub visualizations: Vec<VisualizationState>,
+    /// Peers that may send OSC here: a box relays OSC for these visualizations only when it
+    /// finds itself in this list.
+    #[serde(default)]
+    pub controllers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisualizationState {
     pub name: String,
     pub state: String,
+    /// The external OSC prefix while the visualization takes OSC (running).
+    #[serde(default)]
+    pub osc_prefix: Option<String>,
 }
 
 /// A peer's last status as `vitrine peers list` shows it.
@@ -206,6 +214,8 @@ pub type OscSink = Arc<dyn Fn(&[u8], SocketAddr) + Send + Sync>;
 pub struct Peering {
     svc: Arc<PeerService>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// OSC prefixes of the visualizations linked peers run and let this box control.
+    remote: std::sync::RwLock<HashMap<PeerId, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Peering {
@@ -245,9 +255,13 @@ pub async fn start(
     let (svc, channels) = PeerService::start(cfg, identity, source).await?;
     let path = socket_path(&config.control);
     let listener = bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let peering = Arc::new(Peering { svc: Arc::new(svc), tasks: Default::default() });
+    let peering = Arc::new(Peering {
+        svc: Arc::new(svc),
+        tasks: Default::default(),
+        remote: Default::default(),
+    });
     let tasks = vec![
-        tokio::spawn(pump_events(channels.events, bus.clone(), metrics)),
+        tokio::spawn(pump_events(channels.events, bus.clone(), metrics, peering.clone())),
         tokio::spawn(pump_osc(channels.osc, osc)),
         tokio::spawn(serve_socket(
             listener,
@@ -421,16 +435,85 @@ pub fn forgotten_row(f: &vitrine_peer::trust::Forgotten) -> ForgottenRow {
 }
 
 impl Peering {
-    /// Replaces the status this box sends its peers: its identity, version and what it runs.
+    /// Replaces the status this box sends its peers: its identity, version, what it runs, and
+    /// which peers may control it.
     pub fn set_status(&self, visualizations: Vec<VisualizationState>) {
+        let controllers = self
+            .svc
+            .peers()
+            .into_iter()
+            .filter(|p| p.role == Role::Controller)
+            .map(|p| p.id.to_string())
+            .collect();
         let doc = StatusDoc {
             id: self.svc.id().to_string(),
             name: host_name(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             visualizations,
+            controllers,
         };
         self.svc.set_status(serde_json::to_vec(&doc).unwrap_or_default());
     }
+
+    /// Learns from a peer's status which of its visualizations this box may send OSC to.
+    fn learn(&self, peer: PeerId, payload: &[u8]) {
+        let me = self.svc.id().to_string();
+        let prefixes = serde_json::from_slice::<StatusDoc>(payload)
+            .ok()
+            .filter(|doc| doc.controllers.contains(&me))
+            .map(|doc| {
+                doc.visualizations
+                    .into_iter()
+                    .filter(|v| v.state == "running")
+                    .filter_map(|v| v.osc_prefix)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut remote = self.remote.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if prefixes.is_empty() {
+            remote.remove(&peer);
+        } else {
+            remote.insert(peer, prefixes);
+        }
+    }
+
+    fn unlearn(&self, peer: &PeerId) {
+        self.remote.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(peer);
+    }
+
+    /// Relays an OSC message that no visualization here takes to every linked peer that runs
+    /// a visualization under its address and lets this box control it. The peer validates it
+    /// like local OSC. Bundles and address patterns are not relayed.
+    pub fn relay(&self, packet: &[u8]) -> usize {
+        let Some(address) = message_address(packet) else { return 0 };
+        if address.contains(['?', '*', '[', ']', '{', '}']) {
+            return 0;
+        }
+        let remote = self.remote.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sent = 0;
+        for (peer, prefixes) in remote.iter() {
+            let under = |p: &String| {
+                let p = p.trim_end_matches('/');
+                address.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+            };
+            if prefixes.iter().any(under) {
+                match self.svc.send_osc(peer, packet.to_vec()) {
+                    Ok(()) => sent += 1,
+                    Err(e) => tracing::debug!(%peer, error = %e, "OSC not relayed"),
+                }
+            }
+        }
+        sent
+    }
+}
+
+/// The address of a single OSC message (not a bundle).
+fn message_address(packet: &[u8]) -> Option<&str> {
+    if packet.first() != Some(&b'/') {
+        return None;
+    }
+    let end = packet.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&packet[..end]).ok()
 }
 
 /// Publishes every peer event on the bus and keeps the peer metrics current.
@@ -438,8 +521,16 @@ async fn pump_events(
     mut rx: mpsc::UnboundedReceiver<PeerEvent>,
     bus: EventBus,
     metrics: Option<Metrics>,
+    peering: Arc<Peering>,
 ) {
     while let Some(event) = rx.recv().await {
+        match &event {
+            PeerEvent::Status { peer, payload } => peering.learn(*peer, payload),
+            PeerEvent::Disconnected { peer, .. } | PeerEvent::Forgotten { peer } => {
+                peering.unlearn(peer)
+            }
+            _ => {}
+        }
         if let Some(m) = &metrics {
             if let Some(result) = event.handshake_result() {
                 m.peer_handshake(result);
@@ -689,6 +780,32 @@ mod tests {
                 _ => {}
             }
         }
+        // A peer's status decides what this box relays to it: only running visualizations,
+        // only when the peer lists this box among its controllers.
+        let doc = |controllers: Vec<String>| {
+            let v = |name: &str, state: &str| VisualizationState {
+                name: name.into(),
+                state: state.into(),
+                osc_prefix: Some(format!("/{name}")),
+            };
+            let doc = StatusDoc {
+                id: stranger.to_string(),
+                name: "b".into(),
+                version: "0".into(),
+                visualizations: vec![v("aurora", "running"), v("mist", "stopped")],
+                controllers,
+            };
+            serde_json::to_vec(&doc).expect("serializes")
+        };
+        let remote = |p: &Peering| p.remote.read().expect("lock").get(&stranger).cloned();
+        peering.learn(stranger, &doc(vec![]));
+        assert_eq!(remote(&peering), None);
+        peering.learn(stranger, &doc(vec![peering.service().id().to_string()]));
+        assert_eq!(remote(&peering), Some(vec!["/aurora".to_string()]));
+        peering.unlearn(&stranger);
+        assert_eq!(remote(&peering), None);
+        assert_eq!(message_address(b"/aurora/speed\0\0\0,f\0\0"), Some("/aurora/speed"));
+        assert_eq!(message_address(b"#bundle\0"), None);
         peering.shutdown();
     }
 

@@ -75,6 +75,9 @@ pub struct Routed {
     /// Set when the whole datagram failed the structural check.
     pub malformed: Option<Reason>,
     pub blocked: Option<Blocked>,
+    /// Messages admitted from their source but addressed to no visualization here (counted in
+    /// `rejected` too): candidates for a peer box that runs the visualization.
+    pub unknown: u32,
 }
 
 #[derive(Debug)]
@@ -277,7 +280,10 @@ impl Router {
         if !pattern::is_pattern(message.address) {
             match self.exact.get(message.address).copied() {
                 Some(entry) => self.deliver(entry, message, from, now, routed),
-                None => self.reject(Reason::UnknownAddress, routed),
+                None => {
+                    routed.unknown += 1;
+                    self.reject(Reason::UnknownAddress, routed);
+                }
             }
             return;
         }
@@ -291,6 +297,7 @@ impl Router {
             }
         }
         if !matched {
+            routed.unknown += 1;
             self.reject(Reason::UnknownAddress, routed);
         }
     }

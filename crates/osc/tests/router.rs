@@ -146,8 +146,10 @@ fn values_are_validated_and_prefix_stripped() {
         (msg("/aurora/nope", &[Arg::Int(1)]), None),
         (msg("/speed", &[Arg::Float(1.0)]), None),
     ];
+    let mut unknown = 0;
     for (packet, expected) in cases {
         let routed = f.send(&packet);
+        unknown += routed.unknown;
         let got = f.drain(f.a);
         let got: Vec<_> =
             got.into_iter().map(|(a, mut args)| (a, args.pop().unwrap_or(T::Nil))).collect();
@@ -158,6 +160,8 @@ fn values_are_validated_and_prefix_stripped() {
     }
     assert_eq!(f.router.rejected(Reason::NotFinite), 2);
     assert_eq!(f.router.rejected(Reason::UnknownAddress), 2);
+    // Only addresses no visualization has are offered onwards, not invalid values.
+    assert_eq!(unknown, 2);
     assert_eq!(f.router.rejected(Reason::NotOneOf), 1);
     assert!(f.drain(f.b).is_empty());
 }

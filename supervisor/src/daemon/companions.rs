@@ -80,6 +80,15 @@ impl Companions {
         let peering = peering::start(config, bus.clone(), Some(metrics.clone()), sink)
             .await
             .context("cannot start peering")?;
+        // OSC for a visualization this box does not run goes to the peer that runs it.
+        if let (Some(hub), Some(p)) = (&hub, &peering) {
+            let p = Arc::downgrade(p);
+            hub.set_relay(Arc::new(move |packet: &[u8], _from| {
+                if let Some(p) = p.upgrade() {
+                    p.relay(packet);
+                }
+            }));
+        }
         Ok(Companions { metrics, hub, peering, audit: Some(audit), stop, tasks })
     }
 
@@ -92,6 +101,7 @@ impl Companions {
     {
         let metrics = self.metrics.clone();
         let peering = self.peering.clone();
+        let hub = self.hub.clone();
         let mut stopped = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(STATS_INTERVAL);
@@ -102,12 +112,14 @@ impl Companions {
                 }
                 let units = status().await;
                 if let Some(p) = &peering {
+                    let prefixes = hub.as_ref().map(|h| h.prefixes()).unwrap_or_default();
                     p.set_status(
                         units
                             .iter()
                             .map(|u| peering::VisualizationState {
                                 name: u.name.clone(),
                                 state: u.state.as_str().to_owned(),
+                                osc_prefix: prefixes.get(&u.name).cloned(),
                             })
                             .collect(),
                     );
@@ -215,5 +227,126 @@ impl Hooks for CompanionHooks {
     fn removed(&self, name: &str) {
         self.ended(name);
         self.metrics.remove_visualization(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::path::Path;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use vitrine_peer::{Identity, IdentityOptions, PeerEntry, PeerId, Role, TrustStore};
+    use vitrine_policy::{Discovery, Osc, OscParam, OutOfRange, ParamKind};
+
+    use super::*;
+    use crate::osc::Delivery;
+    use crate::peering::VisualizationState;
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// A box's configuration with everything under `dir` and on 127.0.0.1.
+    fn config(dir: &Path, static_peers: Vec<String>) -> Config {
+        let mut c = vitrine_policy::default_config(None);
+        c.state_dir = dir.join("state");
+        c.control.socket = dir.join("control.sock");
+        c.audit.path = dir.join("audit.jsonl");
+        c.metrics.listen = None;
+        c.osc.listen = vec!["127.0.0.1:0".parse().expect("addr")];
+        c.peering.enabled = true;
+        c.peering.listen = "127.0.0.1:0".parse().expect("addr");
+        c.peering.discovery = Discovery::Static;
+        c.peering.static_peers = static_peers;
+        c.peering.site_key_file = dir.join("no-site.key");
+        c
+    }
+
+    /// Creates the box's identity and pins `peer` in its trust store.
+    fn prepare(dir: &Path, peer: Option<(PeerId, Role)>) -> PeerId {
+        let opts = IdentityOptions {
+            dir: dir.join("state/identity"),
+            credentials_dir: None,
+            machine_id: None,
+        };
+        let (ident, _) = Identity::load_or_create(&opts).expect("identity");
+        if let Some((id, role)) = peer {
+            let mut store = TrustStore::default();
+            store.pin(PeerEntry {
+                id,
+                name: "peer".into(),
+                role,
+                added: SystemTime::now(),
+                addresses: vec![],
+                previous: vec![],
+            });
+            store.save(&dir.join("state/peers.toml")).expect("trust store");
+        }
+        ident.id()
+    }
+
+    fn schema() -> Osc {
+        let speed = ParamKind::Float { range: Some((0.0, 10.0)), out_of_range: OutOfRange::Clamp };
+        Osc {
+            prefix: "/aurora".into(),
+            max_rate: 1000,
+            params: vec![OscParam {
+                address: "/speed".into(),
+                kind: speed,
+                max_rate: None,
+                coalesce: false,
+            }],
+        }
+    }
+
+    fn speed(value: f32) -> Vec<u8> {
+        let mut p = b"/aurora/speed\0\0\0,f\0\0".to_vec();
+        p.extend_from_slice(&value.to_be_bytes());
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn osc_sent_to_one_box_reaches_a_visualization_on_its_peer() {
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        // B runs the visualization and lets A control it; A knows B as an observer of A.
+        let id_a = prepare(dir_a.path(), None);
+        let id_b = prepare(dir_b.path(), Some((id_a, Role::Controller)));
+        prepare(dir_a.path(), Some((id_b, Role::Observer)));
+        let b =
+            Companions::start(&config(dir_b.path(), vec![]), &EventBus::new()).await.expect("b");
+        let peering_b = b.peering.clone().expect("peering on");
+        let b_addr = peering_b.service().local_addr().to_string();
+        let a = Companions::start(&config(dir_a.path(), vec![b_addr]), &EventBus::new())
+            .await
+            .expect("a");
+        // The visualization on B: its delivery socket, and what it receives.
+        let child = UdpSocket::bind("127.0.0.1:0").expect("child");
+        child.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let ours = UdpSocket::bind("127.0.0.1:0").expect("delivery");
+        let port = child.local_addr().expect("addr").port();
+        let hub_b = b.hub.clone().expect("hub");
+        hub_b.attach("aurora", &schema(), Delivery::Udp { socket: ours, port }).expect("attach");
+        peering_b.set_status(vec![VisualizationState {
+            name: "aurora".into(),
+            state: "running".into(),
+            osc_prefix: Some("/aurora".into()),
+        }]);
+        // A controller sends to box A, which runs no `aurora`: the message reaches B's child,
+        // validated there (50.0 is clamped to the range's 10.0) and without B's prefix.
+        let controller = UdpSocket::bind("127.0.0.1:0").expect("controller");
+        let to_a = a.hub.as_ref().expect("hub").local_addrs()[0];
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = [0u8; 256];
+        let got = loop {
+            assert!(Instant::now() < deadline, "nothing relayed from A to B's visualization");
+            controller.send_to(&speed(50.0), to_a).expect("send");
+            if let Ok(n) = child.recv(&mut buf) {
+                break buf[..n].to_vec();
+            }
+        };
+        let mut want = b"/speed\0\0,f\0\0".to_vec();
+        want.extend_from_slice(&10.0f32.to_be_bytes());
+        assert_eq!(got, want);
+        a.shutdown().await;
+        b.shutdown().await;
     }
 }

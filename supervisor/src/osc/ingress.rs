@@ -60,7 +60,12 @@ pub(super) fn start(shared: Arc<Shared>, index: usize) -> io::Result<JoinHandle<
             } else if !allow::allowed(&shared.allow_from, from.ip()) {
                 shared.lock().router.count_rejected(Reason::SourceNotAllowed);
             } else {
-                shared.route(&buf[..len], from, at);
+                let routed = shared.route(&buf[..len], from, at);
+                if routed.unknown > 0 {
+                    if let Some(relay) = shared.relay.get() {
+                        relay(&buf[..len], from);
+                    }
+                }
             }
         }
     })

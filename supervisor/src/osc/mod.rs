@@ -60,7 +60,13 @@ struct Shared {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Per-visualization stop signals (detach), keyed by name.
     stops: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Where UDP datagrams with messages for no local visualization go (peer boxes).
+    relay: std::sync::OnceLock<Relay>,
 }
+
+/// Takes a datagram that came in over UDP from `from` and had messages no visualization here
+/// accepts by address. Never called for injected packets, so nothing relayed in is relayed on.
+pub type Relay = Arc<dyn Fn(&[u8], SocketAddr) + Send + Sync>;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -160,6 +166,7 @@ impl Hub {
             events,
             tasks: Mutex::new(Vec::new()),
             stops: Mutex::new(HashMap::new()),
+            relay: std::sync::OnceLock::new(),
         });
         let (stop, _) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -189,6 +196,17 @@ impl Hub {
         };
         shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
         Ok(Hub { shared, stop, local_addrs, oscquery_addr })
+    }
+
+    /// Sets where datagrams for visualizations this box does not run are offered (once).
+    pub fn set_relay(&self, relay: Relay) {
+        let _ = self.shared.relay.set(relay);
+    }
+
+    /// The OSC prefix of each attached visualization, by name.
+    pub fn prefixes(&self) -> HashMap<String, String> {
+        let state = self.shared.lock();
+        state.schemas.iter().map(|(name, osc)| (name.clone(), osc.prefix.clone())).collect()
     }
 
     /// The addresses the UDP listeners are bound to.
