@@ -239,7 +239,13 @@ impl Shared {
     }
 
     pub fn emit(&self, event: PeerEvent) {
-        tracing::info!(kind = event.kind(), ?event, "peer event");
+        match &event {
+            // Every link sends one each status_interval: too frequent, and too long, for info.
+            PeerEvent::Status { peer, payload } => {
+                tracing::debug!(%peer, bytes = payload.len(), "peer status")
+            }
+            _ => tracing::info!(kind = event.kind(), ?event, "peer event"),
+        }
         let _ = self.events.send(event);
     }
 
