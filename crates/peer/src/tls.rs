@@ -52,6 +52,21 @@ struct PinVerifier {
     algs: WebPkiSupportedAlgorithms,
 }
 
+/// Why the trust store refused a key during the handshake.
+#[derive(thiserror::Error)]
+#[error("key {peer} refused: {reason}")]
+struct KeyRefused {
+    peer: PeerId,
+    reason: &'static str,
+}
+
+// rustls shows the error inside `CertificateError::Other` with `Debug`: keep it readable.
+impl std::fmt::Debug for KeyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 impl PinVerifier {
     fn check(
         &self,
@@ -65,7 +80,11 @@ impl PinVerifier {
         let id = cert_peer_id(end_entity)?;
         self.gate.admit(&id).map_err(|reason| {
             tracing::debug!(peer = %id, reason, "key refused during the TLS handshake");
-            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+            // Carried as the error's text so the handshake-failed event says who and why.
+            let refusal = KeyRefused { peer: id, reason };
+            Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+                refusal,
+            ))))
         })
     }
 

@@ -252,7 +252,7 @@ async fn a_rate_limit_violation_bans_across_a_restart_until_lifted() {
     let mut a = start_in(Setup { identity: ia, tune, ..Setup::new("a") }, dir).await;
     assert_eq!(a.svc.bans().iter().map(|b| b.id).collect::<Vec<_>>(), vec![idb]);
     assert_refused(b.svc.connect(a.svc.local_addr()).await);
-    a.wait("refusal", |e| matches!(e, PeerEvent::HandshakeFailed { reason, .. } if reason.contains("certificate"))).await;
+    a.wait("refusal", |e| matches!(e, PeerEvent::HandshakeFailed { reason, .. } if reason.contains(&format!("key {idb} refused: banned")))).await;
     // Deleting the entry by hand lifts the ban.
     std::fs::write(a.dir.path().join("peer-bans.toml"), "").unwrap();
     let deadline = std::time::Instant::now() + PATIENCE;
