@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use vitrine_sandbox::plan::{IpcPlan, Plan, fds};
 use vitrine_sandbox::proto::{self, Report};
 use vitrine_sandbox::{
-    Forked, child, creds, exit_immediately, filter, init, landlock, mounts, net,
+    Forked, child, creds, exit_immediately, filter, init, landlock, learn, mounts, net,
 };
 
 /// A failed step: its name and the whole error chain.
@@ -249,5 +249,14 @@ fn restrict(kept: &child::KeptFds, plan: &Plan) -> Result<(), Failure> {
         proto::send_report(kept.control.as_fd(), &Report::Landlock(report), None),
     )?;
     // Step 8. Seccomp last: from here on only the allowlist and execveat on fd 4 remain.
-    step("seccomp", filter::install(&plan.seccomp))
+    if !plan.seccomp.is_learning() {
+        return step("seccomp", filter::install(&plan.seccomp));
+    }
+    // Policy learning: the filter notifies instead of killing, and the supervisor must hold
+    // the listener before exec, the first notified call (the handover is in the hot set).
+    let listener = step("seccomp listener", learn::install_listener(&plan.seccomp))?;
+    step(
+        "send listener",
+        proto::send_report(kept.control.as_fd(), &Report::Listener, Some(listener.as_fd())),
+    )
 }

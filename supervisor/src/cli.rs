@@ -131,6 +131,53 @@ pub enum PolicyCommand {
     },
     /// Print the JSON Schema of the policy format (for editors such as taplo).
     Schema,
+    /// Run a program once in a learning sandbox and draft a policy from what it used.
+    ///
+    /// Same namespaces, masks, limits and user as a real run, but every syscall outside a hot
+    /// set is recorded (and allowed) instead of killed; the filesystem is readable, writes go
+    /// only to the private /tmp and --allow-write paths, and there is no network. Ends when the
+    /// program exits or the duration elapses.
+    Learn {
+        /// Where to write the draft; default ./NAME.toml (refused if it exists).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop the program after this long (e.g. 30s, 2m).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Presets the draft always includes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "system-libs")]
+        base: Vec<String>,
+        /// A directory or file the program may write while learning (and that the draft may grant).
+        #[arg(long, value_name = "PATH")]
+        allow_write: Vec<PathBuf>,
+        /// The account the program runs as (name or uid, never root).
+        #[arg(long, default_value = "nobody")]
+        user: String,
+        /// The visualization name in the draft; default from the program's file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The daemon configuration; default /etc/vitrine/vitrine.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+/// `500ms`, `30s`, `2m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("`{s}` is not a duration like 30s"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" | "" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("`{s}`: unknown unit (use ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// How client verbs find the daemon's control socket.

@@ -12,6 +12,7 @@ mod control;
 mod daemon;
 mod events;
 mod launch;
+mod learn;
 mod metrics;
 mod midi;
 mod osc;

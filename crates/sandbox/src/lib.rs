@@ -13,6 +13,7 @@ pub mod creds;
 pub mod filter;
 pub mod init;
 pub mod landlock;
+pub mod learn;
 pub mod mounts;
 pub mod net;
 pub mod plan;

@@ -40,6 +40,9 @@ pub enum Report {
     UdpSocket { local_port: u16 },
     /// What Landlock enforces on the visualization, sent right before seccomp and exec.
     Landlock(LandlockReport),
+    /// Policy learning only: the seccomp listener rides along as `SCM_RIGHTS`, sent right
+    /// after the learning filter was installed and before exec.
+    Listener,
     /// The visualization's exec succeeded (seen by the sandbox's init through a close-on-exec
     /// pipe).
     Running,

@@ -141,8 +141,9 @@ fn condition(arg: &ArgCondition) -> Result<SeccompCondition, seccompiler::Backen
     SeccompCondition::new(arg.index, len, op, arg.val)
 }
 
-/// The fixed prologue; jump offsets are relative to the next instruction.
-fn prologue() -> Vec<u64> {
+/// The fixed prologue; jump offsets are relative to the next instruction. It falls through to
+/// the instruction after it (the learning filter reuses it).
+pub(crate) fn prologue() -> Vec<u64> {
     let enosys: Vec<u32> = ENOSYS_SYSCALLS.iter().map(|s| s.id() as u32).collect();
     let n = enosys.len();
     // Layout: 0-5 arch and x32 checks, 6..6+n ENOSYS compares, then the ioctl block (4),

@@ -1,4 +1,4 @@
-//! `vitrine policy check|explain|schema`.
+//! `vitrine policy check|explain|schema|learn` (learning lives in `crate::learn`).
 //!
 //! `check` prints `PATH: ok` for every valid policy on stdout and every diagnostic on stderr,
 //! and exits 1 when anything was wrong, so that it can gate a deployment script.
@@ -15,6 +15,18 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { paths, config } => Ok(check(&paths, config.as_deref())),
         PolicyCommand::Explain { path, json } => explain(&path, json),
+        PolicyCommand::Learn { out, duration, base, allow_write, user, name, config, command } => {
+            crate::learn::run(crate::learn::LearnArgs {
+                out,
+                duration,
+                base,
+                allow_write,
+                user,
+                name,
+                config,
+                command,
+            })
+        }
         PolicyCommand::Schema => {
             let schema = serde_json::to_string_pretty(&vitrine_policy::schema())
                 .context("serializing the schema")?;

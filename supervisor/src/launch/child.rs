@@ -79,11 +79,13 @@ pub(super) struct Parts {
     landlock: Option<LandlockReport>,
     audit_session: Option<u32>,
     kmsg: kmsg::Cursor,
+    /// Policy learning: where the seccomp listener goes.
+    pub(super) listener: Option<std::sync::mpsc::Sender<OwnedFd>>,
 }
 
 impl Parts {
     pub(super) fn new(shim: Shim, ipc_fd: Option<OwnedFd>, kmsg: kmsg::Cursor) -> Parts {
-        Parts { shim, ipc_fd, udp: None, landlock: None, audit_session: None, kmsg }
+        Parts { shim, ipc_fd, udp: None, landlock: None, audit_session: None, kmsg, listener: None }
     }
 
     pub(super) fn kill_and_reap(&mut self) {
@@ -119,6 +121,12 @@ impl Parts {
                     self.udp = Some((UdpSocket::from(fd), local_port));
                 }
                 Report::Landlock(report) => self.landlock = Some(report),
+                Report::Listener => {
+                    let (Some(fd), Some(to)) = (fd, &self.listener) else {
+                        return Err(LaunchError::ShimDied("unexpected seccomp listener".into()));
+                    };
+                    to.send(fd).map_err(|_| LaunchError::ShimDied("learning stopped".into()))?;
+                }
                 Report::Running => return Ok(()),
                 Report::Failed { step, error } => return Err(LaunchError::Refused { step, error }),
                 Report::Exited { .. } => {

@@ -168,6 +168,7 @@ impl Launcher {
         // The shim blocks on the plan until it has been placed in the cgroup (v1 and v2 alike;
         // CLONE_INTO_CGROUP would save this write on v2 hosts).
         let mut parts = child::Parts::new(shim, ipc_ours, kmsg);
+        parts.listener = prepared.listener();
         if let Err(e) = cgroup.add_pid(parts.shim.pid) {
             parts.kill_and_reap();
             return Err(LaunchError::Cgroup(e));

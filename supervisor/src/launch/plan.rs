@@ -2,6 +2,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -36,6 +37,8 @@ pub struct Prepared {
     limits: vitrine_cgroup::Limits,
     user: String,
     stop_timeout: Duration,
+    /// Policy learning: where the seccomp listener the shim sends goes (`crate::learn`).
+    listener: Option<mpsc::Sender<OwnedFd>>,
 }
 
 impl Prepared {
@@ -68,6 +71,23 @@ impl Prepared {
 
     pub fn seccomp(&self) -> &SeccompPlan {
         &self.plan.seccomp
+    }
+
+    /// Turns this launch into a learning run: `adapt` replaces the filesystem view, Landlock
+    /// rules and seccomp filter of the plan, and the seccomp listener the shim sends before
+    /// exec is passed to `listener` at once (the exec itself waits for its answer).
+    pub fn into_learning(
+        mut self,
+        adapt: impl FnOnce(&mut Plan),
+        listener: mpsc::Sender<OwnedFd>,
+    ) -> Prepared {
+        adapt(&mut self.plan);
+        self.listener = Some(listener);
+        self
+    }
+
+    pub(super) fn listener(&self) -> Option<mpsc::Sender<OwnedFd>> {
+        self.listener.clone()
     }
 
     pub(super) fn ipc(&self) -> IpcPlan {
@@ -135,6 +155,7 @@ pub fn prepare(policy: &Policy, config: &Config) -> Result<Prepared, LaunchError
         limits,
         user,
         stop_timeout: policy.restart.stop_timeout,
+        listener: None,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod fd;
 pub mod filter;
 pub mod landlock_abi;
 pub mod netif;
+pub mod notify;
 pub mod process;
 pub mod spawn;
 

@@ -1,0 +1,475 @@
+//! From what a learning run saw to a policy draft in the normal format, with a comment on
+//! every line saying why it is there.
+//!
+//! Filesystem needs are covered first by presets (the base presets, then greedily the preset
+//! that covers most of what is left), then by the policy's own lists: paths grouped by
+//! directory, a whole directory only when several of its entries were used. Writes are only
+//! granted where they could succeed while learning (the private tmpfs and `--allow-write`);
+//! attempts elsewhere, host sockets and network connections are listed as comments, never
+//! granted. The seccomp profile is the candidate with the fewest syscalls once the extras it
+//! would need are counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vitrine_policy::{AbsPath, Filesystem};
+
+use super::listener::Observed;
+use super::observe::Need;
+use super::paths::{covers, interpreter};
+use super::setup::{Candidate, Setup, list, toml_str, user_value};
+
+/// Entries of one directory with the same access that are granted as the directory itself.
+const GROUP_MIN: usize = 4;
+const MIB: u64 = 1 << 20;
+
+/// Peaks measured over the run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Peaks {
+    pub memory: u64,
+    pub pids: u64,
+    pub fds: u64,
+}
+
+/// A grant of the draft's own lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub need: Need,
+    pub comment: String,
+}
+
+/// What the draft grants, for the summary and the tests.
+#[derive(Debug, Default)]
+pub struct Draft {
+    pub text: String,
+    pub presets: Vec<String>,
+    pub grants: Vec<Grant>,
+    pub profile: String,
+    pub extra_syscalls: Vec<String>,
+    /// Needs that were seen but not granted, with the reason.
+    pub refused: Vec<String>,
+    pub needs: usize,
+}
+
+pub fn build(
+    setup: &Setup,
+    seen: &Observed,
+    peaks: Peaks,
+    ran: Duration,
+    uid_gid: (u32, u32),
+) -> Draft {
+    let (needs, mut refused) = needs(setup, seen, uid_gid);
+    let (presets, cover_notes, left) = cover(setup, &needs);
+    let grants = group(&left);
+    let (profile, extras) = choose_profile(setup, seen);
+    refused.extend(seen.unix_connects.iter().map(|p| {
+        format!(
+            "{}: Unix socket connect (host sockets are hidden); grant it in `read` if needed",
+            p.display()
+        )
+    }));
+    refused.extend(
+        seen.abstract_unix
+            .iter()
+            .map(|n| format!("@{n}: abstract Unix socket (always out of reach)")),
+    );
+    refused.extend(
+        seen.inet_connects
+            .iter()
+            .filter(|(a, _)| !is_loopback(a))
+            .map(|(a, p)| format!("{a}:{p}: network connection (the sandbox has no network)")),
+    );
+    let mut draft = Draft {
+        presets,
+        grants,
+        profile,
+        extra_syscalls: extras.clone(),
+        refused,
+        needs: needs.len(),
+        ..Draft::default()
+    };
+    draft.text = render(setup, seen, peaks, ran, &draft, &cover_notes);
+    draft
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The needs that can be granted, and the reasons for those that cannot.
+fn needs(
+    setup: &Setup,
+    seen: &Observed,
+    (uid, gid): (u32, u32),
+) -> (Vec<(PathBuf, Need, String)>, Vec<String>) {
+    let mut needs: BTreeMap<PathBuf, (Need, String)> = BTreeMap::new();
+    let mut add = |p: PathBuf, need: Need, what: String| {
+        let e = needs.entry(p).or_insert((need, what.clone()));
+        if need > e.0 {
+            *e = (need, what);
+        }
+    };
+    if let Some(i) = interpreter(&setup.program.command) {
+        add(i, Need::Exec, "loader of the program".into());
+    }
+    for (p, (need, what)) in &seen.paths {
+        add(p.clone(), *need, (*what).to_owned());
+        if *need == Need::Exec {
+            if let Some(i) = interpreter(p) {
+                add(i, Need::Exec, format!("loader of {}", p.display()));
+            }
+        }
+    }
+    let mut granted = Vec::new();
+    let mut refused = Vec::new();
+    for (p, (need, what)) in needs {
+        let in_dev = p.starts_with("/dev") && !p.starts_with("/dev/shm");
+        if p == Path::new("/") || (in_dev && need != Need::Device) {
+            // The policy format never grants the root, nor /dev entries other than devices.
+            refused.push(format!("{}: {what} (a policy cannot grant this path)", p.display()));
+        } else if need == Need::Write && !setup.writable.iter().any(|w| p.starts_with(w)) {
+            refused.push(format!(
+                "{}: {what} refused while learning (not under --allow-write)",
+                p.display()
+            ));
+        } else if need != Need::Device && !permitted(&p, need, uid, gid) {
+            refused.push(format!("{}: {what} refused by the file's permissions", p.display()));
+        } else {
+            granted.push((p, need, what));
+        }
+    }
+    (granted, refused)
+}
+
+/// Whether the file's mode lets the sandbox user (no supplementary groups) do `need`.
+fn permitted(p: &Path, need: Need, uid: u32, gid: u32) -> bool {
+    let Ok(m) = std::fs::metadata(p) else { return true };
+    let bits = if m.uid() == uid {
+        m.mode() >> 6
+    } else if m.gid() == gid {
+        m.mode() >> 3
+    } else {
+        m.mode()
+    };
+    match need {
+        Need::Read => bits & 0o4 != 0,
+        Need::Exec => bits & 0o1 != 0 || m.is_dir(),
+        Need::Write | Need::Device => bits & 0o2 != 0,
+    }
+}
+
+fn grants_of(fs: &Filesystem) -> Vec<(&AbsPath, Need)> {
+    fs.read
+        .iter()
+        .map(|p| (p, Need::Read))
+        .chain(fs.exec.iter().map(|p| (p, Need::Exec)))
+        .chain(fs.read_write.iter().map(|p| (p, Need::Write)))
+        .chain(fs.devices.iter().map(|p| (p, Need::Device)))
+        .collect()
+}
+
+fn covered_by(fs: &Filesystem, path: &Path, need: Need) -> bool {
+    grants_of(fs).iter().any(|(g, n)| covers(g.as_path(), *n, path, need))
+}
+
+type Needs = Vec<(PathBuf, Need, String)>;
+
+/// Base presets, then greedily the preset covering most of what is left. Returns the presets,
+/// a note per preset (how many needs it covers, one example) and the needs left over.
+fn cover(setup: &Setup, needs: &Needs) -> (Vec<String>, BTreeMap<String, String>, Needs) {
+    let find = |name: &str| setup.presets.iter().find(|c| c.name == name);
+    let mut chosen: Vec<&Candidate<Filesystem>> =
+        setup.base.iter().filter_map(|b| find(b)).collect();
+    let mut left: Needs = needs.clone();
+    let mut notes = BTreeMap::new();
+    let take =
+        |c: &Candidate<Filesystem>, left: &mut Needs, notes: &mut BTreeMap<String, String>| {
+            let (hit, rest): (Needs, Needs) =
+                left.drain(..).partition(|(p, n, _)| covered_by(&c.value, p, *n));
+            let example =
+                hit.first().map(|(p, _, _)| format!(", e.g. {}", p.display())).unwrap_or_default();
+            notes.insert(c.name.clone(), format!("{} of the paths used{example}", hit.len()));
+            *left = rest;
+        };
+    for c in &chosen {
+        take(c, &mut left, &mut notes);
+    }
+    loop {
+        let best = setup
+            .presets
+            .iter()
+            .filter(|c| !chosen.iter().any(|k| k.name == c.name))
+            .map(|c| (left.iter().filter(|(p, n, _)| covered_by(&c.value, p, *n)).count(), c))
+            .filter(|(n, _)| *n > 0)
+            .max_by_key(|(n, c)| (*n, std::cmp::Reverse(grants_of(&c.value).len())));
+        let Some((_, c)) = best else { break };
+        take(c, &mut left, &mut notes);
+        chosen.push(c);
+    }
+    // A preset that another chosen preset already includes adds nothing.
+    let names: Vec<String> = chosen
+        .iter()
+        .filter(|c| !chosen.iter().any(|o| o.name != c.name && o.value.presets.contains(&c.name)))
+        .map(|c| c.name.clone())
+        .collect();
+    (names, notes, left)
+}
+
+/// The draft's own grants: one entry per path, or the directory when at least `GROUP_MIN`
+/// entries of it needed the same access.
+fn group(left: &Needs) -> Vec<Grant> {
+    let mut by_dir: BTreeMap<(Need, PathBuf), Vec<(PathBuf, String)>> = BTreeMap::new();
+    for (p, need, what) in left {
+        let dir = p.parent().unwrap_or(Path::new("/")).to_owned();
+        by_dir.entry((*need, dir)).or_default().push((p.clone(), what.clone()));
+    }
+    let mut grants: Vec<Grant> = Vec::new();
+    for ((need, dir), entries) in by_dir {
+        if entries.len() >= GROUP_MIN && need != Need::Device && dir != Path::new("/") {
+            let names: Vec<String> = entries
+                .iter()
+                .take(3)
+                .map(|(p, _)| {
+                    p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                })
+                .collect();
+            let more = if entries.len() > 3 { ", …" } else { "" };
+            grants.push(Grant {
+                path: dir,
+                need,
+                comment: format!("{} entries used: {}{more}", entries.len(), names.join(", ")),
+            });
+        } else {
+            grants.extend(entries.into_iter().map(|(path, what)| Grant {
+                path,
+                need,
+                comment: what,
+            }));
+        }
+    }
+    // A grant beneath another grant with at least its access is redundant.
+    let all = grants.clone();
+    grants.retain(|g| {
+        !all.iter().any(|o| o.path != g.path && covers(&o.path, o.need, &g.path, g.need))
+    });
+    grants.sort_by(|a, b| a.path.cmp(&b.path));
+    grants
+}
+
+/// The candidate profile with the fewest syscalls allowed, counting the extras it needs.
+fn choose_profile(setup: &Setup, seen: &Observed) -> (String, Vec<String>) {
+    let mut best: Option<(usize, &str, Vec<String>)> = None;
+    for (c, beyond) in setup.profiles.iter().zip(&seen.beyond) {
+        let mut names: BTreeSet<&str> = c.value.rules.iter().map(|r| r.syscall.as_str()).collect();
+        names.extend(c.value.allow.iter().map(String::as_str));
+        let cost = names.len() + beyond.len();
+        if best.as_ref().is_none_or(|(b, _, _)| cost < *b) {
+            best = Some((cost, &c.name, beyond.iter().cloned().collect()));
+        }
+    }
+    best.map_or_else(|| ("default".into(), Vec::new()), |(_, n, e)| (n.to_owned(), e))
+}
+
+/// Memory: the peak plus a quarter and 8 MiB, in whole MiB.
+pub fn memory_limit(peak: u64) -> u64 {
+    (peak + peak / 4 + 8 * MIB).div_ceil(MIB).max(16)
+}
+
+/// Tasks: the peak plus half, at least 4 more.
+pub fn pids_limit(peak: u64) -> u64 {
+    peak + (peak / 2).max(4)
+}
+
+/// Descriptors: the peak plus half, at least 16 more, in multiples of 8 (the policy's floor is 16).
+pub fn open_files_limit(peak: u64) -> u64 {
+    (peak + (peak / 2).max(16)).div_ceil(8) * 8
+}
+
+fn render(
+    setup: &Setup,
+    seen: &Observed,
+    peaks: Peaks,
+    ran: Duration,
+    d: &Draft,
+    notes: &BTreeMap<String, String>,
+) -> String {
+    let p = &setup.program;
+    let mut t = String::new();
+    let cmdline: Vec<String> =
+        std::iter::once(p.command.display().to_string()).chain(p.args.iter().cloned()).collect();
+    let _ = writeln!(
+        t,
+        "# Drafted by `vitrine policy learn` from a {:.1} s trial run of",
+        ran.as_secs_f64()
+    );
+    let _ = writeln!(t, "#   {}", cmdline.join(" "));
+    let _ = writeln!(
+        t,
+        "# It grants what that run used and nothing else: review it, and learn again with the\n\
+         # inputs the installation will really see (other scenes, files, controllers).\n"
+    );
+    let _ = writeln!(t, "[visualization]\nname = {}", toml_str(&p.name));
+    let _ = writeln!(t, "command = {}", toml_str(&p.command.display().to_string()));
+    let _ = writeln!(t, "args = [{}]", list(&p.args));
+    let _ = writeln!(t, "env = {{}}  # learned with an empty environment\n");
+    let _ = writeln!(
+        t,
+        "[verify]\n# The binary as it was learned; update the pin when the program is updated."
+    );
+    let _ = writeln!(t, "sha256 = \"{}\"\n", p.sha256);
+    let _ = writeln!(t, "[limits]");
+    let _ = writeln!(
+        t,
+        "memory = \"{}MiB\"  # peak {:.1} MiB while learning, plus headroom",
+        memory_limit(peaks.memory),
+        peaks.memory as f64 / MIB as f64
+    );
+    let _ = writeln!(
+        t,
+        "pids = {}  # peak {} tasks (threads included, and the sandbox's own two)",
+        pids_limit(peaks.pids),
+        peaks.pids
+    );
+    let _ = writeln!(
+        t,
+        "open_files = {}  # highest descriptor number seen: {}\n",
+        open_files_limit(peaks.fds),
+        peaks.fds.saturating_sub(1)
+    );
+    let _ = writeln!(t, "[sandbox]\nuser = {}\nlandlock = \"required\"\n", user_value(&p.user));
+    render_filesystem(&mut t, d, notes);
+    let _ = writeln!(t, "[network]\nmode = \"none\"");
+    for (a, port) in seen.inet_connects.iter().filter(|(a, _)| !is_loopback(a)) {
+        let _ =
+            writeln!(t, "# tried to connect to {a}:{port} while learning (refused: no network)");
+    }
+    t.push('\n');
+    render_syscalls(&mut t, setup, seen, d);
+    render_ipc(&mut t, seen);
+    t
+}
+
+fn render_filesystem(t: &mut String, d: &Draft, notes: &BTreeMap<String, String>) {
+    let _ = writeln!(t, "[filesystem]");
+    for name in &d.presets {
+        let note = notes.get(name).map_or("included by the base", String::as_str);
+        let _ = writeln!(t, "# preset {name}: {note}");
+    }
+    let _ = writeln!(t, "presets = [{}]", list(&d.presets));
+    for need in [Need::Read, Need::Exec, Need::Write, Need::Device] {
+        let mine: Vec<&Grant> = d.grants.iter().filter(|g| g.need == need).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = writeln!(t, "{} = [", need.word());
+        let mut last_dir: Option<&Path> = None;
+        for g in mine {
+            let dir = g.path.parent();
+            if dir != last_dir {
+                if let Some(dir) = dir {
+                    let _ = writeln!(t, "    # {}", dir.display());
+                }
+                last_dir = dir;
+            }
+            let _ =
+                writeln!(t, "    {},  # {}", toml_str(&g.path.display().to_string()), g.comment);
+        }
+        let _ = writeln!(t, "]");
+    }
+    if !d.refused.is_empty() {
+        let _ = writeln!(t, "# Seen while learning but not granted:");
+        for r in &d.refused {
+            let _ = writeln!(t, "#   {r}");
+        }
+    }
+    t.push('\n');
+}
+
+fn render_syscalls(t: &mut String, setup: &Setup, seen: &Observed, d: &Draft) {
+    let _ = writeln!(t, "[syscalls]");
+    let size = setup
+        .profiles
+        .iter()
+        .find(|c| c.name == d.profile)
+        .map_or(0, |c| c.value.rules.iter().map(|r| &r.syscall).collect::<BTreeSet<_>>().len());
+    let _ = writeln!(
+        t,
+        "profile = {}  # {size} syscalls; the smallest shipped profile for this program",
+        toml_str(&d.profile)
+    );
+    if d.extra_syscalls.is_empty() {
+        let _ = writeln!(t, "allow = []  # nothing beyond the profile was called");
+    } else {
+        let _ = writeln!(t, "allow = [");
+        for s in &d.extra_syscalls {
+            let calls = seen.syscalls.get(s).copied().unwrap_or(0);
+            let _ = writeln!(
+                t,
+                "    {},  # {calls} calls; not allowed by profile \"{}\"",
+                toml_str(s),
+                d.profile
+            );
+        }
+        let _ = writeln!(t, "]");
+    }
+    t.push('\n');
+}
+
+fn render_ipc(t: &mut String, seen: &Observed) {
+    let ports: BTreeSet<u16> =
+        seen.inet_binds.iter().map(|(_, p)| *p).filter(|p| *p != 0).collect();
+    let _ = writeln!(t, "[ipc]\ntransport = \"udp\"");
+    match ports.iter().next() {
+        Some(port) if ports.len() == 1 => {
+            let _ = writeln!(
+                t,
+                "port = {port}  # the program bound UDP port {port}: validated OSC goes there"
+            );
+        }
+        Some(_) => {
+            let all: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let _ = writeln!(
+                t,
+                "port = {}  # the program bound ports {}; pick the one it reads OSC on",
+                ports.iter().next().copied().unwrap_or(9000),
+                all.join(", ")
+            );
+        }
+        None => {
+            let _ =
+                writeln!(t, "port = 9000  # no port was bound while learning; OSC would go here");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_sit_a_little_above_the_peaks() {
+        assert_eq!(memory_limit(0), 16);
+        assert_eq!(memory_limit(100 * MIB), 133);
+        assert_eq!(pids_limit(3), 7);
+        assert_eq!(pids_limit(40), 60);
+        assert_eq!(open_files_limit(5), 24);
+        assert_eq!(open_files_limit(100), 152);
+    }
+
+    #[test]
+    fn directories_are_granted_only_when_several_entries_were_used() {
+        let needs: Needs = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| (PathBuf::from(format!("/opt/x/{n}")), Need::Read, "open".to_owned()))
+            .chain([(PathBuf::from("/opt/y/one"), Need::Read, "open".to_owned())])
+            .chain([(PathBuf::from("/opt/x/sub/e"), Need::Read, "open".to_owned())])
+            .collect();
+        let g = group(&needs);
+        let paths: Vec<&Path> = g.iter().map(|g| g.path.as_path()).collect();
+        assert_eq!(paths, vec![Path::new("/opt/x"), Path::new("/opt/y/one")]);
+    }
+}

@@ -1,0 +1,213 @@
+//! `vitrine policy learn`: run a program once in a learning sandbox and draft its policy.
+//!
+//! The learning sandbox is a normal launch (same namespaces, masks, cgroup limits and privilege
+//! drop, through the one spawn site) with three differences, made by [`setup::Setup::adapt`]:
+//! Landlock lets the program read and execute the whole (masked) filesystem but write only to
+//! its private tmpfs and `--allow-write` paths; GPU and sound devices are present; and the
+//! seccomp filter notifies a listener here instead of killing ([`listener`]). Every notified
+//! syscall is recorded and continued; paths are read from the stopped task ([`observe`]). The
+//! run ends when the program exits or the duration elapses; then [`draft`] writes the policy.
+
+mod draft;
+mod listener;
+mod observe;
+mod paths;
+mod setup;
+
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use vitrine_policy::{load_config, load_policy};
+
+use crate::launch::{self, Child, Exit, Launcher, Output};
+pub use setup::LearnArgs;
+
+/// How often peaks are sampled while the program runs.
+const SAMPLE: Duration = Duration::from_millis(20);
+
+pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGINT);
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.thread_block().context("blocking SIGINT/SIGTERM")?;
+    let signals =
+        SignalFd::with_flags(&stop_signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .context("creating a signalfd")?;
+    vitrine_sandbox::learn::check_sizes().context("seccomp user notification is unavailable")?;
+
+    let config = load_config(args.config.as_deref()).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let setup = setup::Setup::new(&args, &config)?;
+    if args.out.is_none() && setup.program.out.exists() {
+        anyhow::bail!("{} exists; choose another file with --out", setup.program.out.display());
+    }
+    let uid_gid = sandbox_ids(&args.user)?;
+    let launcher = Launcher::start(launch::Options::default()).map_err(anyhow::Error::new)?;
+    let prepared = launch::prepare(&setup.policy, &config).map_err(anyhow::Error::new)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let profiles = setup.profiles.iter().map(|c| c.value.clone()).collect();
+    let observer = listener::start(rx, profiles, Arc::clone(&stop));
+    let prepared = prepared.into_learning(|plan| setup.adapt(plan), tx);
+
+    let name = &setup.program.name;
+    eprintln!(
+        "vitrine: learning {name} for at most {:?}: writes only to /tmp, /dev/shm{}; no network",
+        args.duration,
+        setup.allow_write.iter().map(|p| format!(", {}", p.display())).collect::<String>()
+    );
+    let started = Instant::now();
+    let spawned = launcher.spawn(&prepared, Output::Inherit);
+    let (exit, peaks) = match spawned {
+        Ok(mut child) => supervise(&mut child, &signals, args.duration, prepared.stop_timeout()),
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            let _ = observer.join();
+            return Err(anyhow::Error::new(e).context("starting the learning sandbox"));
+        }
+    };
+    let ran = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let seen = observer.join().map_err(|_| anyhow::anyhow!("the seccomp listener panicked"))?;
+    let peaks = draft::Peaks {
+        fds: peaks.fds.max(seen.fd_peak),
+        pids: peaks.pids.max(seen.pids_peak),
+        ..peaks
+    };
+    eprintln!("vitrine: {name}: {exit}");
+
+    if std::env::var_os("VITRINE_LEARN_DUMP").is_some() {
+        eprintln!("{seen:#?}");
+    }
+    let draft = draft::build(&setup, &seen, peaks, ran, uid_gid);
+    std::fs::write(&setup.program.out, &draft.text)
+        .with_context(|| format!("writing {}", setup.program.out.display()))?;
+    summary(&setup, &seen, &draft, peaks);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the program; the duration or a stop signal ends it gracefully (SIGTERM, then the
+/// whole cgroup after `stop_timeout`). Samples the peaks meanwhile.
+fn supervise(
+    child: &mut Child,
+    signals: &SignalFd,
+    duration: Duration,
+    stop_timeout: Duration,
+) -> (Exit, draft::Peaks) {
+    let mut peaks = draft::Peaks::default();
+    let end = Instant::now() + duration;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        sample(child, &mut peaks);
+        let mut fds = [
+            PollFd::new(child.pidfd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(SAMPLE.as_millis() as i32).unwrap_or(PollTimeout::MAX),
+        );
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return (child.wait(), peaks);
+        }
+        let signalled = fds[1].revents().is_some_and(|r| !r.is_empty())
+            && matches!(signals.read_signal(), Ok(Some(_)));
+        let now = Instant::now();
+        if kill_at.is_none() && (signalled || now >= end) {
+            child.terminate();
+            kill_at = Some(now + stop_timeout);
+        } else if signalled || kill_at.is_some_and(|k| now >= k) {
+            child.kill_all();
+        }
+    }
+}
+
+/// Memory and task peaks from the cgroup, descriptors from every process in it.
+fn sample(child: &Child, peaks: &mut draft::Peaks) {
+    let Some(cg) = child.cgroup() else { return };
+    if let Ok(stats) = cg.stats() {
+        peaks.memory = peaks.memory.max(stats.memory_peak.max(stats.memory_current));
+        peaks.pids = peaks.pids.max(stats.pids_current);
+    }
+    for dir in cg.dirs() {
+        if let Some(p) =
+            std::fs::read_to_string(dir.join("pids.peak")).ok().and_then(|s| s.trim().parse().ok())
+        {
+            peaks.pids = peaks.pids.max(p);
+        }
+    }
+    let shim = child.pid();
+    for pid in cg.pids().unwrap_or_default() {
+        let pid = pid as u32;
+        // The shim and the sandbox's init are not under the program's descriptor limit.
+        if pid == shim || parent_of(pid) == Some(shim) {
+            continue;
+        }
+        peaks.fds = peaks.fds.max(listener::highest_fd(pid) + 1);
+    }
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields follow the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn sandbox_ids(user: &str) -> anyhow::Result<(u32, u32)> {
+    if let Ok(uid) = user.parse::<u32>() {
+        let gid =
+            nix::unistd::User::from_uid(uid.into()).ok().flatten().map_or(uid, |u| u.gid.as_raw());
+        return Ok((uid, gid));
+    }
+    let u = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .with_context(|| format!("no user {user}; pass an existing account with --user"))?;
+    Ok((u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// What was observed, what the draft grants, and its exposure score.
+fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, peaks: draft::Peaks) {
+    let out = &setup.program.out;
+    eprintln!("vitrine: draft written to {}", out.display());
+    eprintln!(
+        "  observed: {} notified syscalls ({} distinct), {} paths, {} UDP binds, peaks memory {:.1} MiB, {} tasks, {} descriptors",
+        seen.notified,
+        seen.syscalls.len(),
+        seen.paths.len(),
+        seen.inet_binds.len(),
+        peaks.memory as f64 / (1 << 20) as f64,
+        peaks.pids,
+        peaks.fds
+    );
+    eprintln!(
+        "  granted:  {} paths through presets [{}] and {} own grants, profile {} + {} extra syscalls [{}]",
+        d.needs,
+        d.presets.join(", "),
+        d.grants.len(),
+        d.profile,
+        d.extra_syscalls.len(),
+        d.extra_syscalls.join(", ")
+    );
+    for r in &d.refused {
+        eprintln!("  not granted: {r}");
+    }
+    match load_policy(out, &setup.program.ctx) {
+        Ok(policy) => {
+            let e = vitrine_policy::explain(&policy);
+            eprintln!(
+                "  exposure: {:.1}/10 ({}); `vitrine policy explain {}` has the details",
+                e.exposure,
+                e.rating,
+                out.display()
+            );
+        }
+        Err(diags) => eprintln!("  the draft does not load, which is a bug:\n{diags}"),
+    }
+}
