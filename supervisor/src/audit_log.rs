@@ -149,8 +149,12 @@ pub fn to_record(envelope: &Envelope) -> Option<AuditRecord> {
         Event::SpawnFailed { name, error } => {
             ("spawn-failed".into(), name.clone(), json!({"error": error}))
         }
-        Event::Violation { name, syscall } => {
-            (kinds::SANDBOX_VIOLATION.into(), name.clone(), json!({"syscall": syscall}))
+        Event::Violation { name, syscall, fix } => {
+            let detail = match fix {
+                Some(fix) => json!({"syscall": syscall, "fix": fix}),
+                None => json!({"syscall": syscall}),
+            };
+            (kinds::SANDBOX_VIOLATION.into(), name.clone(), detail)
         }
         Event::Oom { name } => (kinds::OOM.into(), name.clone(), json!({})),
         Event::ControlAction { uid, verb, target, allowed } => {
@@ -346,7 +350,11 @@ mod tests {
             path: "/etc/vitrine/policies/aurora.toml".into(),
         });
         bus.publish(Event::Stopped { name: "aurora".into() });
-        bus.publish(Event::Violation { name: "aurora".into(), syscall: "ptrace".into() });
+        bus.publish(Event::Violation {
+            name: "aurora".into(),
+            syscall: "ptrace".into(),
+            fix: None,
+        });
         bus.publish(Event::OscBlock { source: "10.0.0.7".into(), reason: "rate".into() });
         drop(bus);
         follower.await.expect("follower ends with the bus");

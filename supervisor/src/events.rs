@@ -8,6 +8,7 @@
 //! events (it is told how many through `RecvError::Lagged`); publishing never blocks.
 
 use std::collections::VecDeque;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,8 +39,14 @@ pub enum Event {
     Failed { name: String, reason: String },
     /// The visualization was stopped on purpose (operator, reload or shutdown).
     Stopped { name: String },
-    /// The visualization made a syscall its seccomp profile forbids.
-    Violation { name: String, syscall: String },
+    /// The visualization made a syscall its seccomp profile forbids; `fix` is the one-line
+    /// policy change that would allow it (when the syscall is known).
+    Violation {
+        name: String,
+        syscall: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fix: Option<String>,
+    },
     /// The visualization's cgroup ran out of memory and the kernel killed a process in it.
     Oom { name: String },
     /// A policy was read and validated (at start or on reload).
@@ -93,6 +100,14 @@ impl std::fmt::Display for ExitReason {
             ExitReason::Oom => f.write_str("out of memory"),
         }
     }
+}
+
+/// The policy change that would allow the syscall a seccomp kill named (`ptrace (101)`):
+/// `add "ptrace" to [syscalls] allow in FILE`. `None` when the kernel did not name it.
+pub fn seccomp_fix(syscall: &str, policy: &str) -> Option<String> {
+    let name = syscall.split_whitespace().next()?;
+    let known = syscalls::Sysno::from_str(name).is_ok();
+    known.then(|| format!("add \"{name}\" to [syscalls] allow in {policy}"))
 }
 
 /// An event with its place in the sequence and the time it was published.
@@ -199,6 +214,16 @@ mod tests {
         assert!(json.contains(r#""exit":{"type":"seccomp","syscall":"ptrace"}"#), "{json}");
         let back: Envelope = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(&back, &**env);
+    }
+
+    #[test]
+    fn a_named_seccomp_kill_says_how_to_allow_it() {
+        assert_eq!(
+            seccomp_fix("ptrace (101)", "/etc/vitrine/policies/a.toml").as_deref(),
+            Some("add \"ptrace\" to [syscalls] allow in /etc/vitrine/policies/a.toml")
+        );
+        assert_eq!(seccomp_fix("syscall unknown (no kernel audit record found)", "p"), None);
+        assert_eq!(seccomp_fix("syscall 999 (999)", "p"), None);
     }
 
     #[test]

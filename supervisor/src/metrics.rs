@@ -438,7 +438,7 @@ impl Metrics {
             Event::BackingOff { name, .. } => self.set_state(name, "backing-off"),
             Event::Failed { name, .. } => self.set_state(name, "failed"),
             Event::Stopped { name } => self.set_state(name, "stopped"),
-            Event::Violation { name, syscall } => self.record_violation(name, syscall),
+            Event::Violation { name, syscall, .. } => self.record_violation(name, syscall),
             _ => {}
         }
     }

@@ -63,6 +63,9 @@ fn table(all: &[UnitStatus]) -> String {
         if let Some(e) = &s.error {
             out.push_str(&format!("{}: {e}\n", s.name));
         }
+        if let Some(fix) = &s.fix {
+            out.push_str(&format!("{}: to allow the killed syscall, {fix}\n", s.name));
+        }
     }
     if all.is_empty() {
         out.push_str("(no visualizations)\n");

@@ -56,6 +56,9 @@ pub struct UnitStatus {
     /// OOM exits counted by the supervisor over the daemon's life.
     pub oom_exits: u64,
     pub policy: String,
+    /// After a seccomp kill: the policy change that would allow the syscall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// The channel end other parts of the daemon hold.
@@ -281,7 +284,13 @@ impl<L: Launcher> Driver<L> {
                 self.publish(Event::Oom { name: name.clone() });
             }
             ExitReason::Seccomp { syscall } => {
-                self.publish(Event::Violation { name: name.clone(), syscall: syscall.clone() });
+                let fix =
+                    crate::events::seccomp_fix(syscall, &self.policy.source.display().to_string());
+                self.publish(Event::Violation {
+                    name: name.clone(),
+                    syscall: syscall.clone(),
+                    fix,
+                });
             }
             _ => {}
         }
@@ -313,6 +322,12 @@ impl<L: Launcher> Driver<L> {
             stats: self.child.as_ref().and_then(Sandboxed::stats),
             oom_exits: self.oom_exits,
             policy: self.policy.source.display().to_string(),
+            fix: match self.machine.last_exit() {
+                Some(ExitReason::Seccomp { syscall }) => {
+                    crate::events::seccomp_fix(syscall, &self.policy.source.display().to_string())
+                }
+                _ => None,
+            },
         }
     }
 

@@ -112,6 +112,13 @@ async fn crash_loop_ends_failed_and_start_revives_it() {
     let status = h.status().await;
     assert_eq!(status.state, State::Failed);
     assert!(status.error.as_deref().is_some_and(|e| e.contains("5 starts")), "{status:?}");
+    assert!(
+        status
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.starts_with("add \"ptrace\" to [syscalls] allow in ")),
+        "{status:?}"
+    );
     assert!(h.spawned.try_recv().is_err(), "no spawn after failed");
     let kinds = h.kinds();
     assert_eq!(kinds.iter().filter(|k| *k == "violation").count(), 5);
