@@ -16,6 +16,9 @@
 
 use std::os::fd::OwnedFd;
 
+#[path = "learn_decode.rs"]
+pub mod decode;
+
 use crate::plan::{SeccompPlan, unpack_insn};
 pub use crate::sys::notify::{Notification, check_sizes, id_valid, recv, send_continue};
 

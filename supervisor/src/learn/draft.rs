@@ -185,18 +185,11 @@ fn cover(setup: &Setup, needs: &Needs) -> (Vec<String>, BTreeMap<String, String>
     let mut chosen: Vec<&Candidate<Filesystem>> =
         setup.base.iter().filter_map(|b| find(b)).collect();
     let mut left: Needs = needs.clone();
-    let mut notes = BTreeMap::new();
-    let take =
-        |c: &Candidate<Filesystem>, left: &mut Needs, notes: &mut BTreeMap<String, String>| {
-            let (hit, rest): (Needs, Needs) =
-                left.drain(..).partition(|(p, n, _)| covered_by(&c.value, p, *n));
-            let example =
-                hit.first().map(|(p, _, _)| format!(", e.g. {}", p.display())).unwrap_or_default();
-            notes.insert(c.name.clone(), format!("{} of the paths used{example}", hit.len()));
-            *left = rest;
-        };
+    let take = |c: &Candidate<Filesystem>, left: &mut Needs| {
+        left.retain(|(p, n, _)| !covered_by(&c.value, p, *n));
+    };
     for c in &chosen {
-        take(c, &mut left, &mut notes);
+        take(c, &mut left);
     }
     loop {
         let best = setup
@@ -207,16 +200,23 @@ fn cover(setup: &Setup, needs: &Needs) -> (Vec<String>, BTreeMap<String, String>
             .filter(|(n, _)| *n > 0)
             .max_by_key(|(n, c)| (*n, std::cmp::Reverse(grants_of(&c.value).len())));
         let Some((_, c)) = best else { break };
-        take(c, &mut left, &mut notes);
+        take(c, &mut left);
         chosen.push(c);
     }
     // A preset that another chosen preset already includes adds nothing.
-    let names: Vec<String> = chosen
-        .iter()
-        .filter(|c| !chosen.iter().any(|o| o.name != c.name && o.value.presets.contains(&c.name)))
-        .map(|c| c.name.clone())
-        .collect();
-    (names, notes, left)
+    let all = chosen.clone();
+    chosen.retain(|c| !all.iter().any(|o| o.name != c.name && o.value.presets.contains(&c.name)));
+    let mut notes = BTreeMap::new();
+    for c in &chosen {
+        let hit: Vec<&PathBuf> = needs
+            .iter()
+            .filter(|(p, n, _)| covered_by(&c.value, p, *n))
+            .map(|(p, _, _)| p)
+            .collect();
+        let example = hit.first().map(|p| format!(", e.g. {}", p.display())).unwrap_or_default();
+        notes.insert(c.name.clone(), format!("covers {} of the paths used{example}", hit.len()));
+    }
+    (chosen.iter().map(|c| c.name.clone()).collect(), notes, left)
 }
 
 /// The draft's own grants: one entry per path, or the directory when at least `GROUP_MIN`
@@ -229,7 +229,9 @@ fn group(left: &Needs) -> Vec<Grant> {
     }
     let mut grants: Vec<Grant> = Vec::new();
     for ((need, dir), entries) in by_dir {
-        if entries.len() >= GROUP_MIN && need != Need::Device && dir != Path::new("/") {
+        // Programs and devices are always named one by one: a directory of them grants too much.
+        let groupable = matches!(need, Need::Read | Need::Write);
+        if entries.len() >= GROUP_MIN && groupable && dir != Path::new("/") {
             let names: Vec<String> = entries
                 .iter()
                 .take(3)

@@ -82,9 +82,6 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!("vitrine: {name}: {exit}");
 
-    if std::env::var_os("VITRINE_LEARN_DUMP").is_some() {
-        eprintln!("{seen:#?}");
-    }
     let draft = draft::build(&setup, &seen, peaks, ran, uid_gid);
     std::fs::write(&setup.program.out, &draft.text)
         .with_context(|| format!("writing {}", setup.program.out.display()))?;
@@ -187,10 +184,10 @@ fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, pe
         peaks.fds
     );
     eprintln!(
-        "  granted:  {} paths through presets [{}] and {} own grants, profile {} + {} extra syscalls [{}]",
-        d.needs,
+        "  granted:  presets [{}] and {} own paths for the {} paths used, profile {} + {} extra syscalls [{}]",
         d.presets.join(", "),
         d.grants.len(),
+        d.needs,
         d.profile,
         d.extra_syscalls.len(),
         d.extra_syscalls.join(", ")

@@ -10,6 +10,8 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Component, Path, PathBuf};
 
+use vitrine_sandbox::learn::decode::{self, SockAddr};
+
 /// The access a path needs, in the words of the policy's `[filesystem]` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Need {
@@ -93,8 +95,8 @@ impl Task {
         while bytes.len() < PATH_MAX {
             let chunk = ((PAGE - at % PAGE) as usize).min(256);
             let part = self.read(at, chunk)?;
-            if let Some(end) = part.iter().position(|&b| b == 0) {
-                bytes.extend_from_slice(&part[..end]);
+            if let Some(s) = decode::c_string(&part) {
+                bytes.extend_from_slice(s);
                 return Some(String::from_utf8_lossy(&bytes).into_owned());
             }
             bytes.extend_from_slice(&part);
@@ -159,9 +161,7 @@ pub fn facts(task: &Task, name: &str, a: &[u64; 6]) -> Vec<Fact> {
         "openat" => open(task, &mut out, a[0], a[1], a[2]),
         "openat2" => {
             // struct open_how starts with the u64 flags.
-            let flags =
-                task.read(a[2], 8).map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])));
-            if let Some(flags) = flags {
+            if let Some(flags) = task.read(a[2], 8).and_then(|b| decode::open_how_flags(&b)) {
                 open(task, &mut out, a[0], a[1], flags);
             }
         }
@@ -246,53 +246,31 @@ fn parent(task: &Task, out: &mut Vec<Fact>, dirfd: u64, addr: u64, name: &str) {
     }
 }
 
-const AF_UNIX: u16 = 1;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-
 fn sockaddr(task: &Task, out: &mut Vec<Fact>, bind: bool, addr: u64, len: u64) {
     let len = (len as usize).min(128);
-    let Some(b) = (len >= 2).then(|| task.read(addr, len)).flatten() else { return };
-    let family = u16::from_ne_bytes([b[0], b[1]]);
-    let port = || b.get(2..4).map_or(0, |p| u16::from_be_bytes([p[0], p[1]]));
-    match family {
-        AF_UNIX if b.len() > 2 => {
-            let raw = &b[2..];
-            if raw[0] == 0 {
-                let name = String::from_utf8_lossy(&raw[1..]).trim_end_matches('\0').to_owned();
-                out.push(Fact::AbstractUnix(name));
-            } else if !bind {
-                let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-                let s = String::from_utf8_lossy(&raw[..end]).into_owned();
-                if let Some(p) = task.at(AT_FDCWD as u64, &s) {
-                    out.push(Fact::UnixConnect(p));
-                }
-            } else {
-                let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-                let s = String::from_utf8_lossy(&raw[..end]).into_owned();
-                if let Some(dir) =
-                    task.at(AT_FDCWD as u64, &s).and_then(|p| p.parent().map(Path::to_owned))
-                {
-                    out.push(Fact::Path { path: dir, need: Need::Write, what: "bind a socket in" });
-                }
+    let Some(bytes) = (len >= 2).then(|| task.read(addr, len)).flatten() else { return };
+    match decode::sockaddr(&bytes) {
+        Some(SockAddr::Abstract(name)) => out.push(Fact::AbstractUnix(name)),
+        Some(SockAddr::Unix(path)) => {
+            let Some(p) = task.at(AT_FDCWD as u64, &path) else { return };
+            if !bind {
+                out.push(Fact::UnixConnect(p));
+            } else if let Some(dir) = p.parent() {
+                // Binding creates the socket file in its directory.
+                let path = dir.to_owned();
+                out.push(Fact::Path { path, need: Need::Write, what: "bind a socket in" });
             }
         }
-        AF_INET if b.len() >= 8 => {
-            let ip = std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]).to_string();
-            out.push(inet(bind, ip, port()));
+        Some(SockAddr::Inet { addr, port }) => {
+            let addr = addr.to_string();
+            out.push(if bind {
+                Fact::InetBind { addr, port }
+            } else {
+                Fact::InetConnect { addr, port }
+            });
         }
-        AF_INET6 if b.len() >= 24 => {
-            let mut octets = [0u8; 16];
-            octets.copy_from_slice(&b[8..24]);
-            let ip = std::net::Ipv6Addr::from(octets).to_string();
-            out.push(inet(bind, ip, port()));
-        }
-        _ => {}
+        Some(SockAddr::Other(_)) | None => {}
     }
-}
-
-fn inet(bind: bool, addr: String, port: u16) -> Fact {
-    if bind { Fact::InetBind { addr, port } } else { Fact::InetConnect { addr, port } }
 }
 
 #[cfg(test)]
