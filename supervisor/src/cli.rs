@@ -156,6 +156,9 @@ pub enum PolicyCommand {
         /// The visualization name in the draft; default from the program's file name.
         #[arg(long)]
         name: Option<String>,
+        /// KEY=VALUE in the program's environment (repeatable); it is otherwise empty.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// The daemon configuration; default /etc/vitrine/vitrine.toml.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -163,6 +166,11 @@ pub enum PolicyCommand {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// `500ms`, `30s`, `2m`, `1h`.

@@ -229,7 +229,12 @@ fn learns_a_python_script_that_reads_a_file_and_listens_on_udp() {
     );
     // Policy arguments may not hold control characters, so the script travels escaped.
     let arg = format!("exec({script:?})");
-    let (path, text) = learn(&lab, "learn-python", &[], &["/usr/bin/python3", "-c", &arg], "30s");
+    let env = ["--env", "PYTHONDONTWRITEBYTECODE=1"];
+    let (path, text) = learn(&lab, "learn-python", &env, &["/usr/bin/python3", "-c", &arg], "30s");
+    assert!(
+        text.contains("env = { \"PYTHONDONTWRITEBYTECODE\" = \"1\" }"),
+        "--env not in the draft"
+    );
     assert!(
         text.contains(&format!("{:?}", data.display().to_string())),
         "the data file is not granted"

@@ -15,18 +15,27 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check { paths, config } => Ok(check(&paths, config.as_deref())),
         PolicyCommand::Explain { path, json } => explain(&path, json),
-        PolicyCommand::Learn { out, duration, base, allow_write, user, name, config, command } => {
-            crate::learn::run(crate::learn::LearnArgs {
-                out,
-                duration,
-                base,
-                allow_write,
-                user,
-                name,
-                config,
-                command,
-            })
-        }
+        PolicyCommand::Learn {
+            out,
+            duration,
+            base,
+            allow_write,
+            user,
+            name,
+            env,
+            config,
+            command,
+        } => crate::learn::run(crate::learn::LearnArgs {
+            out,
+            duration,
+            base,
+            allow_write,
+            user,
+            name,
+            env,
+            config,
+            command,
+        }),
         PolicyCommand::Schema => {
             let schema = serde_json::to_string_pretty(&vitrine_policy::schema())
                 .context("serializing the schema")?;

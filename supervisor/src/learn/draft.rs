@@ -317,7 +317,9 @@ fn render(
     let _ = writeln!(t, "[visualization]\nname = {}", toml_str(&p.name));
     let _ = writeln!(t, "command = {}", toml_str(&p.command.display().to_string()));
     let _ = writeln!(t, "args = [{}]", list(&p.args));
-    let _ = writeln!(t, "env = {{}}  # learned with an empty environment\n");
+    let why =
+        if p.env.is_empty() { "learned with an empty environment" } else { "as given with --env" };
+    let _ = writeln!(t, "env = {}  # {why}\n", p.env_table());
     let _ = writeln!(
         t,
         "[verify]\n# The binary as it was learned; update the pin when the program is updated."

@@ -253,7 +253,11 @@ fn sockaddr(task: &Task, out: &mut Vec<Fact>, bind: bool, addr: u64, len: u64) {
         Some(SockAddr::Abstract(name)) => out.push(Fact::AbstractUnix(name)),
         Some(SockAddr::Unix(path)) => {
             let Some(p) = task.at(AT_FDCWD as u64, &path) else { return };
-            if !bind {
+            if !bind && task.exists(&p) {
+                // Reachable while learning, so bound in by a base preset's grant (e.g. the
+                // X11 socket directory): the draft must grant it too.
+                out.push(Fact::Path { path: p, need: Need::Read, what: "connect" });
+            } else if !bind {
                 out.push(Fact::UnixConnect(p));
             } else if let Some(dir) = p.parent() {
                 // Binding creates the socket file in its directory.

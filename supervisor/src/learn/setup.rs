@@ -27,6 +27,8 @@ pub struct LearnArgs {
     pub allow_write: Vec<PathBuf>,
     pub user: String,
     pub name: Option<String>,
+    /// The program's whole environment while learning and in the draft.
+    pub env: Vec<(String, String)>,
     pub config: Option<PathBuf>,
     pub command: Vec<String>,
 }
@@ -46,12 +48,20 @@ pub struct Program {
     pub args: Vec<String>,
     pub sha256: String,
     pub user: String,
+    pub env: Vec<(String, String)>,
     pub out: PathBuf,
     pub ctx: LoadContext,
 }
 
 impl Program {
     /// A minimal policy for this program with the given presets and profile.
+    /// The environment as a TOML inline table.
+    pub fn env_table(&self) -> String {
+        let pairs: Vec<String> =
+            self.env.iter().map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v))).collect();
+        if pairs.is_empty() { "{}".into() } else { format!("{{ {} }}", pairs.join(", ")) }
+    }
+
     pub fn policy_text(
         &self,
         name: &str,
@@ -60,12 +70,13 @@ impl Program {
         open_files: u64,
     ) -> String {
         format!(
-            "[visualization]\nname = {}\ncommand = {}\nargs = [{}]\n\n[verify]\nsha256 = \"{}\"\n\n\
+            "[visualization]\nname = {}\ncommand = {}\nargs = [{}]\nenv = {}\n\n[verify]\nsha256 = \"{}\"\n\n\
              [limits]\nopen_files = {open_files}\n\n[sandbox]\nuser = {}\n\n\
              [filesystem]\npresets = [{}]\n\n[syscalls]\nprofile = {}\n",
             toml_str(name),
             toml_str(&self.command.display().to_string()),
             list(&self.args),
+            self.env_table(),
             self.sha256,
             user_value(&self.user),
             list(presets),
@@ -142,6 +153,7 @@ impl Setup {
             args: rest.to_vec(),
             sha256: hex::encode(Sha256::digest(&bytes)),
             user: args.user.clone(),
+            env: args.env.clone(),
             ctx: LoadContext { allow_unsigned: true, ..LoadContext::from_config(config) },
         };
         let mut allow_write = Vec::new();
