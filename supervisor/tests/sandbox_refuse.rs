@@ -31,6 +31,9 @@ fn seccomp_kill_names_the_syscall() {
     std::thread::sleep(std::time::Duration::from_secs(6));
     let run = vitrine_run(&policy.path, &[]);
     assert!(run.stderr.contains("killed by seccomp: ptrace (101)"), "stderr: {}", run.stderr);
+    let fix =
+        format!("to allow it, add \"ptrace\" to [syscalls] allow in {}", policy.path.display());
+    assert!(run.stderr.contains(&fix), "no policy change named: {}", run.stderr);
     assert_eq!(run.code(), 128 + 31, "exit code is 128 + SIGSYS");
     assert!(!run.stdout.contains("ptrace returned"), "ptrace returned instead of killing");
 }

@@ -83,6 +83,11 @@ impl Enforced {
         }
         match self.seccomp_action.as_str() {
             "kill" => {}
+            "learn" => w.push(
+                "seccomp action is `learn`: syscalls outside the hot set are recorded and \
+                 allowed (policy learning, not a production sandbox)"
+                    .to_owned(),
+            ),
             "log" => w.push(
                 "seccomp action is `log`: forbidden syscalls are allowed and only logged \
                  (learning mode, not a sandbox)"

@@ -65,7 +65,13 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let spawned = launcher.spawn(&prepared, Output::Inherit);
     let (exit, peaks) = match spawned {
-        Ok(mut child) => supervise(&mut child, &signals, args.duration, prepared.stop_timeout()),
+        Ok(mut child) => {
+            eprintln!("vitrine: {name}: started, {}", child.enforced().summary());
+            for warning in child.enforced().warnings() {
+                eprintln!("vitrine: {name}: note: {warning}");
+            }
+            supervise(&mut child, &signals, args.duration, prepared.stop_timeout())
+        }
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
             let _ = observer.join();
