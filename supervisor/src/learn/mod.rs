@@ -198,6 +198,15 @@ fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, pe
         d.extra_syscalls.len(),
         d.extra_syscalls.join(", ")
     );
+    let devices: Vec<String> = seen
+        .paths
+        .iter()
+        .filter(|(_, (need, _))| *need == observe::Need::Device)
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !devices.is_empty() {
+        eprintln!("  devices used: {}", devices.join(", "));
+    }
     for r in &d.refused {
         eprintln!("  not granted: {r}");
     }
