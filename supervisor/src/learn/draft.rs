@@ -305,7 +305,7 @@ fn render(
         std::iter::once(p.command.display().to_string()).chain(p.args.iter().cloned()).collect();
     let _ = writeln!(
         t,
-        "# Drafted by `vitrine policy learn` from a {:.1} s trial run of",
+        "# Drafted by `vitrine policy learn` from a {:.2} s trial run of",
         ran.as_secs_f64()
     );
     let _ = writeln!(t, "#   {}", cmdline.join(" "));

@@ -121,11 +121,14 @@ impl Task {
         Some(normalize(&base.join(path)))
     }
 
-    /// Whether `path` exists in the sandbox's view (through the task's root).
+    /// Whether `path` exists in the sandbox's view (through the task's root; a dangling link
+    /// does not count, since opening it fails with ENOENT whatever the policy grants).
+    /// Relative links resolve inside the sandbox; an absolute link target is looked up from
+    /// the host's root, which differs only in the sandbox's private trees.
     fn exists(&self, path: &Path) -> bool {
         let inside = PathBuf::from(format!("/proc/{}/root", self.pid))
             .join(path.strip_prefix("/").unwrap_or(path));
-        std::fs::symlink_metadata(inside).is_ok()
+        std::fs::metadata(inside).is_ok()
     }
 
     fn is_device(&self, path: &Path) -> bool {
