@@ -172,7 +172,12 @@ impl Setup {
                 .filesystem)
         });
         let profiles = program.candidates("seccomp", "json", |n| {
-            Ok(program.parse(&program.policy_text("x", &[], n, 256))?.syscalls)
+            let syscalls = program.parse(&program.policy_text("x", &[], n, 256))?.syscalls;
+            // The hot set comes from the candidates and must hold the listener handover.
+            match HANDOVER_SYSCALLS.iter().find(|h| !unconditional(&syscalls).contains(**h)) {
+                Some(h) => bail!("it does not allow `{h}`, which every sandbox needs"),
+                None => Ok(syscalls),
+            }
         });
         if profiles.is_empty() {
             bail!("no seccomp profiles found for {}", program.out.display());
@@ -278,21 +283,20 @@ fn learning_devices() -> Vec<PathBuf> {
 /// The syscalls every candidate profile allows unconditionally, minus those always notified:
 /// no draft can need to name them, so they run without a round trip.
 fn hot_set(profiles: &[Candidate<Syscalls>]) -> Vec<String> {
-    let unconditional = |s: &Syscalls| -> BTreeSet<String> {
-        s.rules
-            .iter()
-            .filter(|r| r.args.is_empty())
-            .map(|r| r.syscall.clone())
-            .chain(s.allow.iter().cloned())
-            .collect()
-    };
     let mut sets = profiles.iter().map(|c| unconditional(&c.value));
     let first = sets.next().unwrap_or_default();
     let all = sets.fold(first, |acc, s| acc.intersection(&s).cloned().collect());
-    let hot: Vec<String> =
-        all.into_iter().filter(|n| !ALWAYS_NOTIFIED.contains(&n.as_str())).collect();
-    debug_assert!(HANDOVER_SYSCALLS.iter().all(|h| hot.iter().any(|n| n == h)));
-    hot
+    all.into_iter().filter(|n| !ALWAYS_NOTIFIED.contains(&n.as_str())).collect()
+}
+
+/// The syscalls a profile allows whatever their arguments.
+fn unconditional(s: &Syscalls) -> BTreeSet<String> {
+    s.rules
+        .iter()
+        .filter(|r| r.args.is_empty())
+        .map(|r| r.syscall.clone())
+        .chain(s.allow.iter().cloned())
+        .collect()
 }
 
 /// An absolute path as given, else the first match on `$PATH`.
@@ -355,6 +359,35 @@ mod tests {
         assert_eq!(toml_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
         assert_eq!(user_value("65534"), "65534");
         assert_eq!(user_value("nobody"), "\"nobody\"");
+    }
+
+    fn profile(names: &[&str], conditional: &[&str]) -> Candidate<Syscalls> {
+        use vitrine_policy::{ArgCondition, ArgOp, SeccompAction, SyscallRule};
+        let cond = ArgCondition { index: 0, dword: true, op: ArgOp::Eq, val: 1 };
+        let rules = names
+            .iter()
+            .map(|n| SyscallRule { syscall: (*n).into(), args: vec![] })
+            .chain(
+                conditional
+                    .iter()
+                    .map(|n| SyscallRule { syscall: (*n).into(), args: vec![cond.clone()] }),
+            )
+            .collect();
+        let value = Syscalls {
+            profile: "p".into(),
+            profile_path: "/p".into(),
+            rules,
+            allow: vec![],
+            action: SeccompAction::Kill,
+        };
+        Candidate { name: "p".into(), value }
+    }
+
+    #[test]
+    fn the_hot_set_is_what_every_profile_allows_outright_minus_path_syscalls() {
+        let a = profile(&["read", "write", "openat", "futex"], &["socket"]);
+        let b = profile(&["read", "write", "openat", "mlock"], &["futex"]);
+        assert_eq!(hot_set(&[a, b]), vec!["read".to_owned(), "write".to_owned()]);
     }
 
     #[test]
