@@ -17,7 +17,7 @@ use vitrine_sandbox::learn;
 use super::observe::{self, Fact, Need, Task};
 
 /// Everything the listener saw.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Observed {
     /// Notifications answered.
     pub notified: u64,
@@ -37,7 +37,32 @@ pub struct Observed {
     pub pids_peak: u64,
     /// Notifications whose task went away before its arguments could be trusted.
     pub discarded: u64,
+    fd_sampled: std::time::Instant,
 }
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            notified: 0,
+            syscalls: BTreeMap::new(),
+            beyond: Vec::new(),
+            paths: BTreeMap::new(),
+            unix_connects: BTreeSet::new(),
+            abstract_unix: BTreeSet::new(),
+            inet_binds: BTreeSet::new(),
+            inet_connects: BTreeSet::new(),
+            fd_peak: 0,
+            pids_peak: 0,
+            discarded: 0,
+            fd_sampled: std::time::Instant::now()
+                .checked_sub(FD_SAMPLE)
+                .unwrap_or_else(std::time::Instant::now),
+        }
+    }
+}
+
+/// At most one descriptor listing per this interval from the listener.
+const FD_SAMPLE: Duration = Duration::from_millis(2);
 
 /// Runs the listener on its own thread; `candidates` are the profiles a draft may name.
 pub fn start(
@@ -99,8 +124,11 @@ fn handle(
         .map_or_else(|| format!("syscall {}", n.nr), |s| s.name().to_owned());
     let task = Task::new(n.pid);
     let facts = observe::facts(&task, &name, &n.args);
-    if name.starts_with("open") || name == "socket" {
-        seen.fd_peak = seen.fd_peak.max(highest_fd(n.pid) + 1);
+    // Descriptor peaks between the main thread's samples: the call may add one more. Listing
+    // a large table on every open would slow the program down, hence the rate limit.
+    if (name.starts_with("open") || name == "socket") && seen.fd_sampled.elapsed() >= FD_SAMPLE {
+        seen.fd_peak = seen.fd_peak.max(highest_fd(n.pid) + 2);
+        seen.fd_sampled = std::time::Instant::now();
     }
     if name == "clone" || name == "fork" || name == "vfork" {
         // The task about to be created counts too; sampling alone misses short-lived threads.

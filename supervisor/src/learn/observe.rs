@@ -52,7 +52,8 @@ pub enum Fact {
 /// The stopped task's view of memory and descriptors.
 pub struct Task {
     pid: u32,
-    mem: Option<File>,
+    /// Opened on the first read: most notified calls (ioctl, socket, clone) carry no pointer.
+    mem: std::cell::OnceCell<Option<File>>,
 }
 
 const AT_FDCWD: i32 = -100;
@@ -67,13 +68,14 @@ const PAGE: u64 = 4096;
 
 impl Task {
     pub fn new(pid: u32) -> Task {
-        Task { pid, mem: File::open(format!("/proc/{pid}/mem")).ok() }
+        Task { pid, mem: std::cell::OnceCell::new() }
     }
 
     /// Reads bytes at `addr`, never across a page boundary in one read (a read that touches
     /// an unmapped page fails as a whole).
     fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
-        let mem = self.mem.as_ref()?;
+        let mem =
+            self.mem.get_or_init(|| File::open(format!("/proc/{}/mem", self.pid)).ok()).as_ref()?;
         let mut out = vec![0u8; len];
         let mut done = 0;
         while done < len {
