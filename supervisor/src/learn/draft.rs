@@ -53,6 +53,9 @@ pub struct Draft {
     /// Needs that were seen but not granted, with the reason.
     pub refused: Vec<String>,
     pub needs: usize,
+    /// Bytes of the regular files the program read: page cache a cold start may charge to
+    /// the sandbox's cgroup that a warm learning run did not.
+    pub file_bytes: u64,
 }
 
 pub fn build(
@@ -63,9 +66,21 @@ pub fn build(
     uid_gid: (u32, u32),
 ) -> Draft {
     let (needs, mut refused) = needs(setup, seen, uid_gid);
+    let file_bytes = needs
+        .iter()
+        .filter(|(_, n, _)| matches!(n, Need::Read | Need::Exec))
+        .filter_map(|(p, _, _)| std::fs::metadata(p).ok().filter(|m| m.is_file()))
+        .map(|m| m.len())
+        .sum();
     let (presets, cover_notes, left) = cover(setup, &needs);
     let grants = group(&left);
     let (profile, extras) = choose_profile(setup, seen);
+    if seen.dropped_paths > 0 {
+        refused.push(format!(
+            "{} more paths were not recorded (too many distinct paths)",
+            seen.dropped_paths
+        ));
+    }
     refused.extend(seen.unix_connects.iter().map(|p| {
         format!(
             "{}: Unix socket connect (host sockets are hidden); grant it in `read` if needed",
@@ -90,6 +105,7 @@ pub fn build(
         extra_syscalls: extras.clone(),
         refused,
         needs: needs.len(),
+        file_bytes,
         ..Draft::default()
     };
     draft.text = render(setup, seen, peaks, ran, &draft, &cover_notes);
@@ -276,9 +292,19 @@ fn choose_profile(setup: &Setup, seen: &Observed) -> (String, Vec<String>) {
     best.map_or_else(|| ("default".into(), Vec::new()), |(_, n, e)| (n.to_owned(), e))
 }
 
-/// Memory: the peak plus a quarter and 8 MiB, in whole MiB.
-pub fn memory_limit(peak: u64) -> u64 {
-    (peak + peak / 4 + 8 * MIB).div_ceil(MIB).max(16)
+/// Comment text with control characters escaped: paths and names come from the learned
+/// program, and a newline in one must not start a line of policy in the draft.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
+/// Memory: the peak and the files read (see [`Draft::file_bytes`]), plus a quarter and 8 MiB,
+/// in whole MiB.
+pub fn memory_limit(peak: u64, files: u64) -> u64 {
+    let base = peak.saturating_add(files);
+    (base + base / 4 + 8 * MIB).div_ceil(MIB).max(16)
 }
 
 /// Tasks: the peak plus half, at least 4 more.
@@ -308,7 +334,7 @@ fn render(
         "# Drafted by `vitrine policy learn` from a {:.2} s trial run of",
         ran.as_secs_f64()
     );
-    let _ = writeln!(t, "#   {}", cmdline.join(" "));
+    let _ = writeln!(t, "#   {}", clean(&cmdline.join(" ")));
     let _ = writeln!(
         t,
         "# It grants what that run used and nothing else: review it, and learn again with the\n\
@@ -328,9 +354,11 @@ fn render(
     let _ = writeln!(t, "[limits]");
     let _ = writeln!(
         t,
-        "memory = \"{}MiB\"  # peak {:.1} MiB while learning, plus headroom",
-        memory_limit(peaks.memory),
-        peaks.memory as f64 / MIB as f64
+        "memory = \"{}MiB\"  # peak {:.1} MiB while learning, {:.1} MiB of files read (a cold \
+         page cache is charged here too), plus headroom",
+        memory_limit(peaks.memory, d.file_bytes),
+        peaks.memory as f64 / MIB as f64,
+        d.file_bytes as f64 / MIB as f64
     );
     let _ = writeln!(
         t,
@@ -361,7 +389,7 @@ fn render_filesystem(t: &mut String, d: &Draft, notes: &BTreeMap<String, String>
     let _ = writeln!(t, "[filesystem]");
     for name in &d.presets {
         let note = notes.get(name).map_or("included by the base", String::as_str);
-        let _ = writeln!(t, "# preset {name}: {note}");
+        let _ = writeln!(t, "# preset {name}: {}", clean(note));
     }
     let _ = writeln!(t, "presets = [{}]", list(&d.presets));
     for need in [Need::Read, Need::Exec, Need::Write, Need::Device] {
@@ -375,19 +403,23 @@ fn render_filesystem(t: &mut String, d: &Draft, notes: &BTreeMap<String, String>
             let dir = g.path.parent();
             if dir != last_dir {
                 if let Some(dir) = dir {
-                    let _ = writeln!(t, "    # {}", dir.display());
+                    let _ = writeln!(t, "    # {}", clean(&dir.display().to_string()));
                 }
                 last_dir = dir;
             }
-            let _ =
-                writeln!(t, "    {},  # {}", toml_str(&g.path.display().to_string()), g.comment);
+            let _ = writeln!(
+                t,
+                "    {},  # {}",
+                toml_str(&g.path.display().to_string()),
+                clean(&g.comment)
+            );
         }
         let _ = writeln!(t, "]");
     }
     if !d.refused.is_empty() {
         let _ = writeln!(t, "# Seen while learning but not granted:");
         for r in &d.refused {
-            let _ = writeln!(t, "#   {r}");
+            let _ = writeln!(t, "#   {}", clean(r));
         }
     }
     t.push('\n');
@@ -455,9 +487,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn comments_cannot_carry_a_line_of_policy() {
+        assert_eq!(clean("/tmp/x\n[syscalls]\tallow"), "/tmp/x\\n[syscalls]\\tallow");
+        assert!(!clean("a\r\nb").contains('\n'));
+    }
+
+    #[test]
     fn limits_sit_a_little_above_the_peaks() {
-        assert_eq!(memory_limit(0), 16);
-        assert_eq!(memory_limit(100 * MIB), 133);
+        assert_eq!(memory_limit(0, 0), 16);
+        assert_eq!(memory_limit(100 * MIB, 0), 133);
+        assert_eq!(memory_limit(60 * MIB, 40 * MIB), 133);
         assert_eq!(pids_limit(3), 7);
         assert_eq!(pids_limit(40), 60);
         assert_eq!(open_files_limit(5), 24);

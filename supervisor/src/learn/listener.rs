@@ -37,6 +37,8 @@ pub struct Observed {
     pub pids_peak: u64,
     /// Notifications whose task went away before its arguments could be trusted.
     pub discarded: u64,
+    /// Paths not recorded because [`MAX_PATHS`] were already.
+    pub dropped_paths: u64,
     fd_sampled: std::time::Instant,
 }
 
@@ -54,12 +56,16 @@ impl Default for Observed {
             fd_peak: 0,
             pids_peak: 0,
             discarded: 0,
+            dropped_paths: 0,
             fd_sampled: std::time::Instant::now()
                 .checked_sub(FD_SAMPLE)
                 .unwrap_or_else(std::time::Instant::now),
         }
     }
 }
+
+/// Distinct paths recorded at most.
+const MAX_PATHS: usize = 65_536;
 
 /// At most one descriptor listing per this interval from the listener.
 const FD_SAMPLE: Duration = Duration::from_millis(2);
@@ -159,6 +165,12 @@ fn handle(
 fn record(seen: &mut Observed, fact: Fact) {
     match fact {
         Fact::Path { path, need, what } => {
+            // A program opening endless distinct names must not grow the supervisor without
+            // bound; the draft then says how many were dropped.
+            if seen.paths.len() >= MAX_PATHS && !seen.paths.contains_key(&path) {
+                seen.dropped_paths += 1;
+                return;
+            }
             let path = super::paths::canonical(&path);
             let entry = seen.paths.entry(path).or_insert((need, what));
             if need > entry.0 {

@@ -49,7 +49,17 @@ pub fn satisfies(grant: Need, need: Need) -> bool {
 /// The interpreter the kernel opens (with execute intent) to run `path`: the ELF
 /// `PT_INTERP`, or the `#!` line of a script.
 pub fn interpreter(path: &Path) -> Option<PathBuf> {
-    let mut file = std::fs::File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Only regular files: the path came from the learned program, and opening a FIFO or a
+    // device as root could block or act on it. O_NONBLOCK covers a swap after the check.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut head = vec![0u8; 4096];
     let n = file.read(&mut head).ok()?;
     head.truncate(n);
@@ -59,10 +69,10 @@ pub fn interpreter(path: &Path) -> Option<PathBuf> {
         let interp = text.split_whitespace().next()?;
         return interp.starts_with('/').then(|| canonical(Path::new(interp)));
     }
-    elf_interp(path, &head).map(|p| canonical(&p))
+    elf_interp(&file, &head).map(|p| canonical(&p))
 }
 
-fn elf_interp(path: &Path, head: &[u8]) -> Option<PathBuf> {
+fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<PathBuf> {
     use std::os::unix::fs::FileExt;
     // 64-bit little-endian ELF only (the sandbox only runs x86_64 code).
     if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
@@ -74,7 +84,6 @@ fn elf_interp(path: &Path, head: &[u8]) -> Option<PathBuf> {
     let phoff = u64_at(head, 0x20)?;
     let phentsize = u64::from(u16_at(head, 0x36)?);
     let phnum = u64::from(u16_at(head, 0x38)?.min(256));
-    let file = std::fs::File::open(path).ok()?;
     let mut ph = vec![0u8; 56];
     for i in 0..phnum {
         file.read_exact_at(&mut ph, phoff.checked_add(i.checked_mul(phentsize)?)?).ok()?;
