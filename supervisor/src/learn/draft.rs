@@ -122,17 +122,14 @@ fn needs(
     seen: &Observed,
     (uid, gid): (u32, u32),
 ) -> (Vec<(PathBuf, Need, String)>, Vec<String>) {
-    let mut needs: BTreeMap<PathBuf, (Need, String)> = BTreeMap::new();
+    let mut needs: BTreeMap<(PathBuf, Need), String> = BTreeMap::new();
     let mut add = |p: PathBuf, need: Need, what: String| {
-        let e = needs.entry(p).or_insert((need, what.clone()));
-        if need > e.0 {
-            *e = (need, what);
-        }
+        needs.entry((p, need)).or_insert(what);
     };
     if let Some(i) = interpreter(&setup.program.command) {
         add(i, Need::Exec, "loader of the program".into());
     }
-    for (p, (need, what)) in &seen.paths {
+    for ((p, need), what) in &seen.paths {
         add(p.clone(), *need, (*what).to_owned());
         if *need == Need::Exec {
             if let Some(i) = interpreter(p) {
@@ -140,9 +137,15 @@ fn needs(
             }
         }
     }
+    // One path may need several rights; a stronger one that includes a weaker makes it moot
+    // (exec and write include read, a device includes write), while exec and write both stay.
+    let all: Vec<(PathBuf, Need)> = needs.keys().cloned().collect();
+    needs.retain(|(p, n), _| {
+        !all.iter().any(|(q, m)| q == p && m != n && super::paths::satisfies(*m, *n))
+    });
     let mut granted = Vec::new();
     let mut refused = Vec::new();
-    for (p, (need, what)) in needs {
+    for ((p, need), what) in needs {
         let in_dev = p.starts_with("/dev") && !p.starts_with("/dev/shm");
         if p == Path::new("/") || (in_dev && need != Need::Device) {
             // The policy format never grants the root, nor /dev entries other than devices.

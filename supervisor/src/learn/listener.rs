@@ -26,7 +26,7 @@ pub struct Observed {
     /// Per candidate profile (same order), the syscalls it would not have allowed.
     pub beyond: Vec<BTreeSet<String>>,
     /// Paths and the strongest access each needed, with how it was used.
-    pub paths: BTreeMap<PathBuf, (Need, &'static str)>,
+    pub paths: BTreeMap<(PathBuf, Need), &'static str>,
     pub unix_connects: BTreeSet<PathBuf>,
     pub abstract_unix: BTreeSet<String>,
     pub inet_binds: BTreeSet<(String, u16)>,
@@ -167,15 +167,12 @@ fn record(seen: &mut Observed, fact: Fact) {
         Fact::Path { path, need, what } => {
             // A program opening endless distinct names must not grow the supervisor without
             // bound; the draft then says how many were dropped.
-            if seen.paths.len() >= MAX_PATHS && !seen.paths.contains_key(&path) {
+            let key = (super::paths::canonical(&path), need);
+            if seen.paths.len() >= MAX_PATHS && !seen.paths.contains_key(&key) {
                 seen.dropped_paths += 1;
                 return;
             }
-            let path = super::paths::canonical(&path);
-            let entry = seen.paths.entry(path).or_insert((need, what));
-            if need > entry.0 {
-                *entry = (need, what);
-            }
+            seen.paths.entry(key).or_insert(what);
         }
         Fact::UnixConnect(p) => {
             seen.unix_connects.insert(p);

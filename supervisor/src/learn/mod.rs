@@ -200,8 +200,8 @@ fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, pe
     );
     let devices: Vec<String> = seen
         .paths
-        .iter()
-        .filter(|(_, (need, _))| *need == observe::Need::Device)
+        .keys()
+        .filter(|(_, need)| *need == observe::Need::Device)
         .map(|(p, _)| p.display().to_string())
         .collect();
     if !devices.is_empty() {
