@@ -22,6 +22,10 @@ use vitrine_policy::{LoadContext, Midi};
 
 use crate::osc::Hub;
 
+mod bridges;
+
+pub use bridges::{Bridges, MidiPortStatus, PortCount};
+
 /// One OSC packet built from validated MIDI, addressed under the visualization's prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MidiPacket {
@@ -41,7 +45,6 @@ pub const MIDI_SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECI
 /// Hands every packet of a bridge to the OSC hub, which validates it against the
 /// visualization's `/midi` parameter (type `midi`) and delivers it like any other OSC. Ends
 /// when the bridge is dropped.
-#[cfg_attr(not(test), expect(dead_code, reason = "serve and run wire MIDI to the hub next"))]
 pub async fn forward(mut packets: mpsc::Receiver<MidiPacket>, hub: Arc<Hub>) {
     while let Some(packet) = packets.recv().await {
         hub.inject(&packet.osc, MIDI_SOURCE);
@@ -53,7 +56,41 @@ pub async fn forward(mut packets: mpsc::Receiver<MidiPacket>, hub: Arc<Hub>) {
 pub struct MidiBridge {
     #[cfg(feature = "alsa")]
     input: vitrine_midi::alsa::AlsaInput,
-    queue_full: Arc<AtomicU64>,
+    queue_full: Arc<QueueFull>,
+}
+
+/// Accepted packets dropped because the runtime did not take them in time, per port id.
+#[derive(Debug)]
+struct QueueFull([AtomicU64; 256]);
+
+impl QueueFull {
+    fn new() -> Arc<QueueFull> {
+        Arc::new(QueueFull(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+
+    fn count(&self, port: u8) {
+        self.0[usize::from(port)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, port: u8) -> u64 {
+        self.0[usize::from(port)].load(Ordering::Relaxed)
+    }
+}
+
+/// One input port of a bridge: its name, connection and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortReport {
+    pub id: u8,
+    /// `client:port`, as matched against the policy's globs.
+    pub name: String,
+    /// The sequencer address while connected.
+    pub address: Option<String>,
+    pub connected: bool,
+    /// Connections made by this bridge (1 after the first, +1 per reconnect).
+    pub connects: u64,
+    pub counters: vitrine_midi::Counters,
+    /// Accepted messages dropped because the runtime's queue was full.
+    pub queue_full: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +107,20 @@ pub enum MidiError {
     NoAlsa,
 }
 
+impl MidiError {
+    /// The message with every source, on one line (for logs and events).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+}
+
 impl MidiBridge {
     /// Connects the ports matching `midi.inputs` for visualization `name`; validated messages
     /// arrive on the returned receiver as OSC packets addressed `<prefix>/midi`.
@@ -79,21 +130,35 @@ impl MidiBridge {
         midi: &Midi,
     ) -> Result<(MidiBridge, mpsc::Receiver<MidiPacket>), MidiError> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let queue_full = Arc::new(AtomicU64::new(0));
+        let queue_full = QueueFull::new();
         let bridge = start_input(name, prefix, midi, tx, Arc::clone(&queue_full))?;
         Ok((bridge, rx))
     }
 
     /// Per-port names, connection state and counters, for status and metrics
-    /// (`vitrine_midi_messages_total{port,result}`).
+    /// (`vitrine_midi_messages_total`).
     #[cfg(feature = "alsa")]
-    pub fn status(&self) -> Vec<vitrine_midi::alsa::PortStatus> {
-        self.input.status()
+    pub fn ports(&self) -> Vec<PortReport> {
+        self.input
+            .status()
+            .into_iter()
+            .map(|p| PortReport {
+                id: p.id,
+                queue_full: self.queue_full.get(p.id),
+                name: p.name,
+                address: p.address,
+                connected: p.connected,
+                connects: p.connects,
+                counters: p.counters,
+            })
+            .collect()
     }
 
-    /// Accepted packets dropped because the runtime did not take them in time.
-    pub fn queue_full(&self) -> u64 {
-        self.queue_full.load(Ordering::Relaxed)
+    /// Builds without ALSA never have a running bridge.
+    #[cfg(not(feature = "alsa"))]
+    pub fn ports(&self) -> Vec<PortReport> {
+        let _ = &self.queue_full;
+        Vec::new()
     }
 }
 
@@ -103,7 +168,7 @@ fn start_input(
     prefix: &str,
     midi: &Midi,
     tx: mpsc::Sender<MidiPacket>,
-    queue_full: Arc<AtomicU64>,
+    queue_full: Arc<QueueFull>,
 ) -> Result<MidiBridge, MidiError> {
     let prefix = prefix.to_string();
     let full = Arc::clone(&queue_full);
@@ -111,7 +176,7 @@ fn start_input(
         let mut osc = Vec::with_capacity(32);
         accepted.encode_osc_under(&prefix, port, &mut osc);
         if tx.try_send(MidiPacket { port, osc }).is_err() {
-            full.fetch_add(1, Ordering::Relaxed);
+            full.count(port);
         }
     });
     // The sequencer client is named after the visualization, so `aconnect -l` shows who reads.
@@ -127,7 +192,7 @@ fn start_input(
     _prefix: &str,
     _midi: &Midi,
     _tx: mpsc::Sender<MidiPacket>,
-    _queue_full: Arc<AtomicU64>,
+    _queue_full: Arc<QueueFull>,
 ) -> Result<MidiBridge, MidiError> {
     Err(MidiError::NoAlsa)
 }
@@ -204,9 +269,6 @@ fn monitor(policy: PathBuf, count: Option<u64>) -> anyhow::Result<ExitCode> {
             seen += 1;
         }
         report(&bridge);
-        if bridge.queue_full() > 0 {
-            eprintln!("queue full: {} packets dropped", bridge.queue_full());
-        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -222,12 +284,15 @@ fn describe(packet: &MidiPacket) -> String {
     format!("port {} {address} {}", packet.port, bytes.join(" "))
 }
 
-#[cfg(feature = "alsa")]
+/// The per-port counters on stderr, one line a port.
 fn report(bridge: &MidiBridge) {
-    for port in bridge.status() {
+    for port in bridge.ports() {
         let c = &port.counters;
-        let drops: Vec<String> =
+        let mut drops: Vec<String> =
             c.drops().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+        if port.queue_full > 0 {
+            drops.push(format!("queue-full={}", port.queue_full));
+        }
         eprintln!(
             "port {} {:?}: connected={} connects={} accepted={} dropped: {}",
             port.id,
@@ -239,9 +304,6 @@ fn report(bridge: &MidiBridge) {
         );
     }
 }
-
-#[cfg(not(feature = "alsa"))]
-fn report(_bridge: &MidiBridge) {}
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,9 @@ pub struct UnitStatus {
     /// OOM exits counted by the supervisor over the daemon's life.
     pub oom_exits: u64,
     pub policy: String,
+    /// The MIDI input ports of a policy with `[midi]`, while its sandbox runs or after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub midi: Vec<crate::midi::MidiPortStatus>,
 }
 
 /// The channel end other parts of the daemon hold.
@@ -313,6 +316,7 @@ impl<L: Launcher> Driver<L> {
             stats: self.child.as_ref().and_then(Sandboxed::stats),
             oom_exits: self.oom_exits,
             policy: self.policy.source.display().to_string(),
+            midi: self.hooks.midi_ports(&self.name),
         }
     }
 
