@@ -155,8 +155,8 @@ impl Companions {
         if let Some(peering) = self.peering.take() {
             peering.shutdown();
         }
-        // The bridges' forwarding tasks hold the hub: they end first.
-        self.midi.shutdown().await;
+        // The bridges hold the hub: they end first.
+        self.midi.stop_all();
         if let Some(hub) = self.hub.take().and_then(|h| Arc::try_unwrap(h).ok()) {
             hub.shutdown().await;
         }

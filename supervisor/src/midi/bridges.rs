@@ -1,5 +1,5 @@
 //! The MIDI bridges of `vitrine serve` and `vitrine run`: one per visualization with a `[midi]`
-//! table, started when its sandbox runs and stopped when it ends, each forwarding into the OSC
+//! table, started when its sandbox runs and stopped when it ends, each routing into the OSC
 //! hub under [`MIDI_SOURCE`](super::MIDI_SOURCE).
 //!
 //! A bridge's port counters start at zero; what a stopped bridge counted is kept here, so the
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use vitrine_midi::Counters;
 use vitrine_policy::Midi;
 
-use super::{MidiBridge, MidiError, PortReport, forward};
+use super::{MidiBridge, MidiError, PortReport};
 use crate::osc::Hub;
 
 /// One input port of a visualization, as `vitrine status` shows it.
@@ -59,8 +59,6 @@ struct Running {
     prefix: String,
     midi: Midi,
     bridge: MidiBridge,
-    /// The task handing the bridge's packets to the hub; it ends after the bridge is dropped.
-    forward: tokio::task::JoinHandle<()>,
 }
 
 /// The counters of one port, summed over the bridges that read it.
@@ -83,7 +81,7 @@ impl Bridges {
     /// Makes sure `name` reads MIDI as `midi` says, delivering to the hub under `prefix`. A
     /// bridge already running with the same table and prefix is kept (its ports stay
     /// connected); one with another is replaced. Opening the sequencer and the first port scan
-    /// take milliseconds, so this runs inline; it must be called inside the tokio runtime.
+    /// take milliseconds, so this runs inline.
     pub fn start(
         &self,
         name: &str,
@@ -96,30 +94,23 @@ impl Bridges {
             return Ok(());
         }
         drop(state.stop(name));
-        let (bridge, packets) = MidiBridge::start(name, prefix, midi)?;
-        let forward = tokio::spawn(forward(packets, Arc::clone(hub)));
-        let running = Running { prefix: prefix.to_owned(), midi: midi.clone(), bridge, forward };
+        let bridge = MidiBridge::start_into(name, prefix, midi, Arc::clone(hub))?;
+        let running = Running { prefix: prefix.to_owned(), midi: midi.clone(), bridge };
         state.running.insert(name.to_owned(), running);
         Ok(())
     }
 
-    /// Closes the ports of `name`, keeping what they counted. Its forwarding task ends once the
-    /// bridge's queue is drained.
+    /// Closes the ports of `name`, keeping what they counted.
     pub fn stop(&self, name: &str) {
         let running = self.lock().stop(name);
         drop(running);
     }
 
-    /// Stops every bridge and waits until their packets were handed to the hub (after this,
-    /// nothing of the bridges holds the hub any more).
-    pub async fn shutdown(&self) {
+    /// Stops every bridge; afterwards nothing of them holds the hub any more.
+    pub fn stop_all(&self) {
         let names: Vec<String> = self.lock().running.keys().cloned().collect();
         for name in names {
-            let running = self.lock().stop(&name);
-            if let Some(Running { bridge, forward, .. }) = running {
-                drop(bridge);
-                let _ = forward.await;
-            }
+            self.stop(&name);
         }
     }
 

@@ -103,11 +103,9 @@ impl Foreground {
         for port in midi.ports(&name) {
             eprintln!("vitrine: {name}: midi {port}");
         }
-        runtime.block_on(async {
-            midi.shutdown().await;
-            if let Ok(hub) = Arc::try_unwrap(hub) {
-                hub.shutdown().await;
-            }
-        });
+        midi.stop_all();
+        if let Ok(hub) = Arc::try_unwrap(hub) {
+            runtime.block_on(hub.shutdown());
+        }
     }
 }
