@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 mod http;
+mod midi;
 mod osc;
 
 use std::collections::HashMap;
@@ -87,6 +88,8 @@ pub struct Metrics {
     last_stats: Arc<Mutex<HashMap<String, VisualizationStats>>>,
     /// Where OSC counters come from at scrape time.
     osc_bridge: osc::SharedBridge,
+    /// Where MIDI port counters come from at scrape time.
+    midi_bridge: midi::SharedBridge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -205,8 +208,8 @@ impl Metrics {
             midi_messages: counter_vec(
                 &registry,
                 "midi_messages_total",
-                "MIDI messages read, by input port and result.",
-                &["port", "result"],
+                "MIDI messages read, by visualization, input port and result (accepted or the drop reason).",
+                &["name", "port", "result"],
             ),
             peer_connected: gauge_vec(
                 &registry,
@@ -238,6 +241,7 @@ impl Metrics {
             ),
             last_stats: Arc::default(),
             osc_bridge: Arc::default(),
+            midi_bridge: Arc::default(),
             registry,
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -247,6 +251,7 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         self.pull_osc();
+        self.pull_midi();
         let mut out = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -388,9 +393,9 @@ impl Metrics {
         self.osc_latency.observe(seconds);
     }
 
-    /// `result`: e.g. `forwarded`, `filtered`, `invalid`, `rate-limited`.
-    pub fn midi_message(&self, port: &str, result: &str) {
-        self.midi_messages.with_label_values(&[port, result]).inc();
+    /// `result`: `accepted`, a drop reason of `vitrine_midi::DropReason` or `queue-full`.
+    pub fn midi_messages(&self, name: &str, port: &str, result: &str, n: u64) {
+        self.midi_messages.with_label_values(&[name, port, result]).inc_by(n);
     }
 
     pub fn set_peer_connected(&self, peer: &str, connected: bool) {

@@ -3,8 +3,9 @@
 //! let a technician see which ports a policy matches and what gets through.
 //!
 //! midir calls back on its own threads, one per connected port, so nothing here runs on the
-//! runtime's workers: the sink encodes the packet and `try_send`s it. A full channel means the
-//! runtime is behind; the packet is dropped and counted rather than blocking the device.
+//! runtime's workers: the sink encodes the packet and hands it on without waiting — into the
+//! OSC hub directly (`serve`, `run`), or into a bounded channel (`vitrine midi monitor`), where
+//! a full channel means the reader is behind and the packet is dropped and counted.
 //!
 //! Builds without the `alsa` feature have no MIDI input; starting a bridge then fails with an
 //! error that says so.
@@ -13,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+#[cfg(feature = "alsa")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
@@ -22,6 +24,10 @@ use vitrine_policy::{LoadContext, Midi};
 
 use crate::osc::Hub;
 
+mod bridges;
+
+pub use bridges::{Bridges, MidiPortStatus, PortCount};
+
 /// One OSC packet built from validated MIDI, addressed under the visualization's prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MidiPacket {
@@ -30,7 +36,8 @@ pub struct MidiPacket {
     pub osc: Vec<u8>,
 }
 
-/// Packets waiting for the runtime beyond this are dropped (a controller sends far less).
+/// Packets waiting for `vitrine midi monitor` beyond this are dropped (a controller sends far
+/// less).
 pub const QUEUE: usize = 1024;
 
 /// The source MIDI packets are routed as. No UDP sender can have this address, so the router's
@@ -38,14 +45,24 @@ pub const QUEUE: usize = 1024;
 /// visualization's and the parameter's limits apply to both together.
 pub const MIDI_SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
-/// Hands every packet of a bridge to the OSC hub, which validates it against the
-/// visualization's `/midi` parameter (type `midi`) and delivers it like any other OSC. Ends
-/// when the bridge is dropped.
-#[cfg_attr(not(test), expect(dead_code, reason = "serve and run wire MIDI to the hub next"))]
-pub async fn forward(mut packets: mpsc::Receiver<MidiPacket>, hub: Arc<Hub>) {
-    while let Some(packet) = packets.recv().await {
-        hub.inject(&packet.osc, MIDI_SOURCE);
-    }
+/// Where a bridge hands each encoded packet, with the id of its port; `false` means it was
+/// dropped for want of room. It runs on midir's threads and must never block.
+type Deliver = Box<dyn FnMut(u8, &[u8]) -> bool + Send>;
+
+/// Straight into the OSC hub, which validates the packet against the visualization's `/midi`
+/// parameter and delivers it like any other OSC. `Hub::inject` never waits (a std mutex held
+/// for one routing step, non-blocking sends), so midir's thread may call it: there is no hop
+/// through the runtime, and no queue of our own to overflow (the hub counts its own drops).
+fn into_hub(hub: Arc<Hub>) -> Deliver {
+    Box::new(move |_port, osc| {
+        hub.inject(osc, MIDI_SOURCE);
+        true
+    })
+}
+
+/// Into a bounded channel, for `vitrine midi monitor`.
+fn into_channel(tx: mpsc::Sender<MidiPacket>) -> Deliver {
+    Box::new(move |port, osc| tx.try_send(MidiPacket { port, osc: osc.to_vec() }).is_ok())
 }
 
 /// The running MIDI input of one visualization. Dropping it closes every port.
@@ -53,7 +70,44 @@ pub async fn forward(mut packets: mpsc::Receiver<MidiPacket>, hub: Arc<Hub>) {
 pub struct MidiBridge {
     #[cfg(feature = "alsa")]
     input: vitrine_midi::alsa::AlsaInput,
-    queue_full: Arc<AtomicU64>,
+    #[cfg(feature = "alsa")]
+    queue_full: Arc<QueueFull>,
+}
+
+/// Accepted packets dropped because the reader did not take them in time, per port id.
+#[cfg(feature = "alsa")]
+#[derive(Debug)]
+struct QueueFull([AtomicU64; 256]);
+
+#[cfg(feature = "alsa")]
+impl QueueFull {
+    fn new() -> Arc<QueueFull> {
+        Arc::new(QueueFull(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+
+    fn count(&self, port: u8) {
+        self.0[usize::from(port)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, port: u8) -> u64 {
+        self.0[usize::from(port)].load(Ordering::Relaxed)
+    }
+}
+
+/// One input port of a bridge: its name, connection and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortReport {
+    pub id: u8,
+    /// `client:port`, as matched against the policy's globs.
+    pub name: String,
+    /// The sequencer address while connected.
+    pub address: Option<String>,
+    pub connected: bool,
+    /// Connections made by this bridge (1 after the first, +1 per reconnect).
+    pub connects: u64,
+    pub counters: vitrine_midi::Counters,
+    /// Accepted messages dropped because the reader's queue was full (monitor only).
+    pub queue_full: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +124,20 @@ pub enum MidiError {
     NoAlsa,
 }
 
+impl MidiError {
+    /// The message with every source, on one line (for logs and events).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
+    }
+}
+
 impl MidiBridge {
     /// Connects the ports matching `midi.inputs` for visualization `name`; validated messages
     /// arrive on the returned receiver as OSC packets addressed `<prefix>/midi`.
@@ -79,21 +147,44 @@ impl MidiBridge {
         midi: &Midi,
     ) -> Result<(MidiBridge, mpsc::Receiver<MidiPacket>), MidiError> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let queue_full = Arc::new(AtomicU64::new(0));
-        let bridge = start_input(name, prefix, midi, tx, Arc::clone(&queue_full))?;
+        let bridge = start_input(name, prefix, midi, into_channel(tx))?;
         Ok((bridge, rx))
     }
 
-    /// Per-port names, connection state and counters, for status and metrics
-    /// (`vitrine_midi_messages_total{port,result}`).
-    #[cfg(feature = "alsa")]
-    pub fn status(&self) -> Vec<vitrine_midi::alsa::PortStatus> {
-        self.input.status()
+    /// Connects the ports matching `midi.inputs` for visualization `name` and routes every
+    /// validated message through `hub`, addressed `<prefix>/midi`, as source [`MIDI_SOURCE`].
+    pub fn start_into(
+        name: &str,
+        prefix: &str,
+        midi: &Midi,
+        hub: Arc<Hub>,
+    ) -> Result<MidiBridge, MidiError> {
+        start_input(name, prefix, midi, into_hub(hub))
     }
 
-    /// Accepted packets dropped because the runtime did not take them in time.
-    pub fn queue_full(&self) -> u64 {
-        self.queue_full.load(Ordering::Relaxed)
+    /// Per-port names, connection state and counters, for status and metrics
+    /// (`vitrine_midi_messages_total`).
+    #[cfg(feature = "alsa")]
+    pub fn ports(&self) -> Vec<PortReport> {
+        self.input
+            .status()
+            .into_iter()
+            .map(|p| PortReport {
+                id: p.id,
+                queue_full: self.queue_full.get(p.id),
+                name: p.name,
+                address: p.address,
+                connected: p.connected,
+                connects: p.connects,
+                counters: p.counters,
+            })
+            .collect()
+    }
+
+    /// Builds without ALSA never have a running bridge.
+    #[cfg(not(feature = "alsa"))]
+    pub fn ports(&self) -> Vec<PortReport> {
+        Vec::new()
     }
 }
 
@@ -102,16 +193,17 @@ fn start_input(
     name: &str,
     prefix: &str,
     midi: &Midi,
-    tx: mpsc::Sender<MidiPacket>,
-    queue_full: Arc<AtomicU64>,
+    mut deliver: Deliver,
 ) -> Result<MidiBridge, MidiError> {
     let prefix = prefix.to_string();
+    let queue_full = QueueFull::new();
     let full = Arc::clone(&queue_full);
+    // One buffer, reused: the sink runs for one message at a time under the input's lock.
+    let mut osc = Vec::with_capacity(64);
     let sink = Box::new(move |port: u8, accepted: vitrine_midi::Accepted<'_>| {
-        let mut osc = Vec::with_capacity(32);
         accepted.encode_osc_under(&prefix, port, &mut osc);
-        if tx.try_send(MidiPacket { port, osc }).is_err() {
-            full.fetch_add(1, Ordering::Relaxed);
+        if !deliver(port, &osc) {
+            full.count(port);
         }
     });
     // The sequencer client is named after the visualization, so `aconnect -l` shows who reads.
@@ -126,8 +218,7 @@ fn start_input(
     _name: &str,
     _prefix: &str,
     _midi: &Midi,
-    _tx: mpsc::Sender<MidiPacket>,
-    _queue_full: Arc<AtomicU64>,
+    _deliver: Deliver,
 ) -> Result<MidiBridge, MidiError> {
     Err(MidiError::NoAlsa)
 }
@@ -204,9 +295,6 @@ fn monitor(policy: PathBuf, count: Option<u64>) -> anyhow::Result<ExitCode> {
             seen += 1;
         }
         report(&bridge);
-        if bridge.queue_full() > 0 {
-            eprintln!("queue full: {} packets dropped", bridge.queue_full());
-        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -222,12 +310,15 @@ fn describe(packet: &MidiPacket) -> String {
     format!("port {} {address} {}", packet.port, bytes.join(" "))
 }
 
-#[cfg(feature = "alsa")]
+/// The per-port counters on stderr, one line a port.
 fn report(bridge: &MidiBridge) {
-    for port in bridge.status() {
+    for port in bridge.ports() {
         let c = &port.counters;
-        let drops: Vec<String> =
+        let mut drops: Vec<String> =
             c.drops().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r}={n}")).collect();
+        if port.queue_full > 0 {
+            drops.push(format!("queue-full={}", port.queue_full));
+        }
         eprintln!(
             "port {} {:?}: connected={} connects={} accepted={} dropped: {}",
             port.id,
@@ -240,9 +331,6 @@ fn report(bridge: &MidiBridge) {
     }
 }
 
-#[cfg(not(feature = "alsa"))]
-fn report(_bridge: &MidiBridge) {}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -253,8 +341,9 @@ mod tests {
     use super::*;
     use crate::osc::Delivery;
 
-    /// Validated MIDI from a port stream, through `forward` and the hub, reaches the
-    /// visualization's socket as the canonical `/midi` message (the prefix stripped).
+    /// Validated MIDI from a port stream, encoded as a bridge does and handed to the hub as the
+    /// bridge's sink does, reaches the visualization's socket as the canonical `/midi` message
+    /// (the prefix stripped).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bridge_packets_reach_the_visualization_through_the_hub() {
         let config = OscConfig {
@@ -289,14 +378,12 @@ mod tests {
         let now = Instant::now();
         let mut gate = vitrine_midi::Gate::new(&midi, now);
         let mut stream = vitrine_midi::PortStream::new(2, &gate);
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut deliver = into_hub(Arc::clone(&hub));
         stream.feed(&mut gate, &[0x90, 60, 100], now, &mut |a| {
             let mut osc = Vec::new();
             a.encode_osc_under("/viz", 2, &mut osc);
-            tx.try_send(MidiPacket { port: 2, osc }).expect("queue");
+            assert!(deliver(2, &osc));
         });
-        drop(tx);
-        forward(rx, Arc::clone(&hub)).await;
 
         let received = tokio::task::spawn_blocking(move || {
             let mut buf = [0u8; 64];

@@ -9,7 +9,7 @@
 //! | MIDI | OSC delivered to the child |
 //! |---|---|
 //! | channel voice, system common, realtime | `/midi ,m [port, status, data1, data2]` (unused data bytes 0) |
-//! | SysEx (only with `sysex = true`, at most 256 bytes) | `/midi/sysex ,ib port, F0 … F7` |
+//! | SysEx (only with `sysex = true`, at most 256 bytes) | `/midi/sysex ,b [port, F0 … F7]` |
 //!
 //! Message kinds of the policy: `note` (8n, 9n), `poly-aftertouch` (An), `cc` (Bn), `program`
 //! (Cn), `channel-aftertouch` (Dn), `pitchbend` (En), `clock` (F8 timing clock, F1 time code

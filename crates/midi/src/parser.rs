@@ -11,7 +11,7 @@ use crate::message::{ShortMessage, data_len};
 use crate::reason::DropReason;
 
 /// SysEx messages longer than this (F0 and F7 included) are dropped unless configured otherwise.
-pub const DEFAULT_SYSEX_CAP: usize = 256;
+pub const DEFAULT_SYSEX_CAP: usize = vitrine_policy::MIDI_SYSEX_CAP;
 
 const SYSEX_START: u8 = 0xF0;
 const SYSEX_END: u8 = 0xF7;

@@ -11,9 +11,9 @@ use crate::parser::{DEFAULT_SYSEX_CAP, Event, Parser};
 use crate::reason::Counters;
 
 /// The OSC address validated MIDI is delivered at (one `m` argument).
-pub const OSC_ADDRESS: &str = "/midi";
-/// The OSC address of allowed SysEx messages (an `i` port id and a `b` blob, F0…F7).
-pub const OSC_SYSEX_ADDRESS: &str = "/midi/sysex";
+pub const OSC_ADDRESS: &str = vitrine_policy::MIDI_ADDRESS;
+/// The OSC address of allowed SysEx messages: one `b` blob, the port id followed by F0…F7.
+pub const OSC_SYSEX_ADDRESS: &str = vitrine_policy::MIDI_SYSEX_ADDRESS;
 
 /// A message that passed parsing and the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,8 @@ pub enum Accepted<'a> {
 
 impl Accepted<'_> {
     /// Encodes the canonical OSC packet a visualization receives into `out` (cleared first):
-    /// `/midi ,m [port status data1 data2]`, or `/midi/sysex ,ib port bytes`.
+    /// `/midi ,m [port status data1 data2]`, or `/midi/sysex ,b [port F0 … F7]`. The port id
+    /// leads the blob as it leads the `m` argument, so one typed parameter (`blob`) carries it.
     pub fn encode_osc(&self, port: u8, out: &mut Vec<u8>) {
         self.encode_osc_under("", port, out);
     }
@@ -36,11 +37,10 @@ impl Accepted<'_> {
             Accepted::Message(m) => {
                 encode_parts(out, &[prefix, OSC_ADDRESS], &[Arg::Midi(m.to_osc_midi(port))])
             }
-            Accepted::SysEx(bytes) => encode_parts(
-                out,
-                &[prefix, OSC_SYSEX_ADDRESS],
-                &[Arg::Int(i32::from(port)), Arg::Blob(bytes)],
-            ),
+            Accepted::SysEx(bytes) => {
+                let blob: Vec<u8> = std::iter::once(port).chain(bytes.iter().copied()).collect();
+                encode_parts(out, &[prefix, OSC_SYSEX_ADDRESS], &[Arg::Blob(&blob)])
+            }
         }
     }
 }

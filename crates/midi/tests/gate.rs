@@ -81,10 +81,7 @@ fn sysex_is_refused_unless_the_policy_allows_it() {
         panic!("not a message")
     };
     assert_eq!(m.addr, "/midi/sysex");
-    assert_eq!(
-        m.args,
-        vec![OscType::Int(3), OscType::Blob(vec![0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])]
-    );
+    assert_eq!(m.args, vec![OscType::Blob(vec![3, 0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])]);
 }
 
 #[test]

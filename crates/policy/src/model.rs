@@ -302,6 +302,14 @@ pub enum OutOfRange {
     Reject,
 }
 
+/// Where validated MIDI reaches the child: one `m` argument `[port, status, data1, data2]`.
+/// A policy with `[midi]` gets this parameter without declaring it.
+pub const MIDI_ADDRESS: &str = "/midi";
+/// Where allowed SysEx reaches the child: one blob, the port id followed by F0 … F7.
+pub const MIDI_SYSEX_ADDRESS: &str = "/midi/sysex";
+/// The largest SysEx message forwarded, F0 and F7 included.
+pub const MIDI_SYSEX_CAP: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Midi {
     /// ALSA port name globs (`*`, `?`).

@@ -6,7 +6,10 @@ use toml::de::DeValue;
 
 use crate::diag::Report;
 use crate::keys::{self, OSC_PARAM};
-use crate::model::{Midi, MidiMessageKind, Name, Osc, OscParam, OutOfRange, ParamKind};
+use crate::model::{
+    MIDI_ADDRESS, MIDI_SYSEX_ADDRESS, MIDI_SYSEX_CAP, Midi, MidiMessageKind, Name, Osc, OscParam,
+    OutOfRange, ParamKind,
+};
 use crate::values;
 use crate::walk::{
     Field, Fields, Val, array, boolean, checked, integer, no_duplicates, number, one_of, string,
@@ -274,6 +277,46 @@ pub(crate) fn midi(r: &mut Report<'_>, mut f: Fields<'_, '_>) -> Option<Midi> {
         sysex: sysex?,
         max_rate: max_rate? as u32,
     })
+}
+
+/// Declares the parameters MIDI arrives at, so a policy with `[midi]` needs no
+/// `[[osc.params]]` for it: `/midi` (type `midi`) and, with `sysex = true`, `/midi/sysex` (a
+/// blob: the port id, then the SysEx message). A policy may declare `/midi` itself to give it a
+/// `max_rate` or `coalesce`, but with another type it could never receive MIDI: an error.
+pub(crate) fn add_midi_params(
+    r: &mut Report<'_>,
+    osc: &mut Osc,
+    midi: &Midi,
+    at: Range<usize>,
+) -> bool {
+    let blob = ParamKind::Blob { max_len: 1 + MIDI_SYSEX_CAP };
+    let mut wanted = vec![(MIDI_ADDRESS, ParamKind::Midi, "midi")];
+    if midi.sysex {
+        wanted.push((MIDI_SYSEX_ADDRESS, blob, "blob"));
+    }
+    let mut ok = true;
+    for (address, kind, type_name) in wanted {
+        match osc.params.iter().find(|p| p.address == address) {
+            None => osc.params.push(OscParam {
+                address: address.into(),
+                kind,
+                max_rate: None,
+                coalesce: false,
+            }),
+            Some(p)
+                if p.kind == kind
+                    || (type_name == "blob"
+                        && matches!(p.kind, ParamKind::Blob { max_len } if max_len > MIDI_SYSEX_CAP)) =>
+                {}
+            Some(_) => {
+                r.error(at.clone(), format!("[midi] delivers MIDI at {address}, which [[osc.params]] declares with another type"))
+                    .hints
+                    .push(format!("remove that [[osc.params]] entry (it is implied) or make its type \"{type_name}\""));
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// Channel voice messages; clock and transport are high-rate realtime bytes, opt-in only.

@@ -71,12 +71,17 @@ fn build(
     let syscalls = top.sub(r, "syscalls").and_then(|f| syscalls(r, f, ctx, others));
     let ipc = top.sub(r, "ipc").and_then(|f| ipc(r, f));
     let name = visualization.as_ref().map(|v| v.name.clone());
-    let osc = top.sub(r, "osc").and_then(|f| oscmidi::osc(r, f, name.as_ref()));
+    let mut midi_params_ok = true;
+    let mut osc = top.sub(r, "osc").and_then(|f| oscmidi::osc(r, f, name.as_ref()));
     let midi = match top.table(r, "midi") {
         Some((None, _)) => Some(None),
         Some((Some(t), at)) => {
-            let f = Fields::open(r, &keys::MIDI, Some(t), at);
-            oscmidi::midi(r, f).map(Some)
+            let f = Fields::open(r, &keys::MIDI, Some(t), at.clone());
+            let midi = oscmidi::midi(r, f);
+            if let (Some(osc), Some(midi)) = (osc.as_mut(), &midi) {
+                midi_params_ok = oscmidi::add_midi_params(r, osc, midi, at);
+            }
+            midi.map(Some)
         }
         None => None,
     };
@@ -96,7 +101,7 @@ fn build(
         osc: osc?,
         midi: midi?,
     };
-    reachable(r, root, &policy).then_some(policy)
+    (reachable(r, root, &policy) && midi_params_ok).then_some(policy)
 }
 
 /// Paths the sandbox must be able to use are inside the effective grants: a working directory

@@ -111,6 +111,10 @@ const CASES: &[(&str, &str)] = &[
     ("[midi]\nchannels = [1, 1]\n", "7:16: \"1\" is listed twice"),
     ("[midi]\nmessages = [\"sysex\"]\n", "7:13: unknown value \"sysex\""),
     ("[midi]\nmessages = []\n", "7:12: messages = [] accepts no MIDI at all"),
+    (
+        "[[osc.params]]\naddress = \"/midi\"\ntype = \"float\"\n[midi]\n",
+        "9:2: [midi] delivers MIDI at /midi, which [[osc.params]] declares with another type",
+    ),
 ];
 
 #[test]
@@ -232,6 +236,35 @@ fn defaults_are_secure() {
     assert_eq!(p.osc.max_rate, 2000);
     assert!(p.midi.is_none());
     assert!(p.visualization.env.is_empty());
+}
+
+#[test]
+fn midi_implies_its_osc_parameters() {
+    use vitrine_policy::{OscParam, ParamKind};
+    let p = parse(&format!("{BASE}[midi]\n")).unwrap();
+    let midi = OscParam {
+        address: "/midi".into(),
+        kind: ParamKind::Midi,
+        max_rate: None,
+        coalesce: false,
+    };
+    assert_eq!(p.osc.params, std::slice::from_ref(&midi));
+
+    let p = parse(&format!("{BASE}[midi]\nsysex = true\n")).unwrap();
+    let sysex = OscParam {
+        address: "/midi/sysex".into(),
+        kind: ParamKind::Blob { max_len: 257 },
+        max_rate: None,
+        coalesce: false,
+    };
+    assert_eq!(p.osc.params, [midi.clone(), sysex]);
+
+    // A declared /midi of the right type is kept as written (here with its own rate).
+    let own = "[[osc.params]]\naddress = \"/midi\"\ntype = \"midi\"\nmax_rate = 50\n[midi]\n";
+    let p = parse(&format!("{BASE}{own}")).unwrap();
+    assert_eq!(p.osc.params, [OscParam { max_rate: Some(50), ..midi }]);
+
+    assert!(parse(BASE).unwrap().osc.params.is_empty(), "no [midi], no /midi");
 }
 
 #[test]

@@ -57,13 +57,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in child.enforced().warnings() {
         eprintln!("vitrine: {name}: warning: {warning}");
     }
-    // With --osc-listen, validated OSC is forwarded to the child; either way the channel stays
-    // open for the child's lifetime.
-    let (osc, _ipc) = match (args.osc_listen, child.take_ipc()) {
-        (Some(listen), Some(ipc)) => {
-            let hub =
-                crate::osc::Foreground::start(&config.osc, listen, &name, &policy.osc, ipc.into())
-                    .context("starting OSC forwarding")?;
+    // With --osc-listen or [midi], validated OSC and MIDI are forwarded to the child; either
+    // way the channel stays open for the child's lifetime.
+    let forward = args.osc_listen.is_some() || policy.midi.is_some();
+    let (osc, _ipc) = match (forward, child.take_ipc()) {
+        (true, Some(ipc)) => {
+            let (listen, midi) = (args.osc_listen, policy.midi.as_ref());
+            let hub = crate::osc::Foreground::start(
+                &config.osc,
+                listen,
+                &name,
+                &policy.osc,
+                midi,
+                ipc.into(),
+            )
+            .context("starting OSC/MIDI forwarding")?;
             (Some(hub), None)
         }
         (_, ipc) => (None, ipc),

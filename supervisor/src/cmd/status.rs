@@ -60,6 +60,9 @@ fn table(all: &[UnitStatus]) -> String {
         if !s.layers.is_empty() {
             out.push_str(&format!("{}: enforced {}\n", s.name, s.layers.join(", ")));
         }
+        for port in &s.midi {
+            out.push_str(&format!("{}: midi {port}\n", s.name));
+        }
         if let Some(e) = &s.error {
             out.push_str(&format!("{}: {e}\n", s.name));
         }

@@ -18,6 +18,7 @@ use super::launcher::{Hooks, Started};
 use crate::audit_log::{self, AuditWriter};
 use crate::events::{Event, EventBus};
 use crate::metrics::{self, Metrics, VisualizationStats};
+use crate::midi::{Bridges, MidiPortStatus};
 use crate::osc::{Delivery, Hub};
 use crate::peering::{self, Peering};
 
@@ -29,6 +30,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Companions {
     pub metrics: Metrics,
     hub: Option<Arc<Hub>>,
+    midi: Arc<Bridges>,
+    bus: EventBus,
     peering: Option<Arc<Peering>>,
     audit: Option<AuditWriter>,
     stop: watch::Sender<bool>,
@@ -40,6 +43,8 @@ pub struct Companions {
 pub struct CompanionHooks {
     metrics: Metrics,
     hub: Option<Arc<Hub>>,
+    midi: Arc<Bridges>,
+    bus: EventBus,
 }
 
 impl Companions {
@@ -70,6 +75,9 @@ impl Companions {
             let hub = Arc::clone(hub);
             metrics.set_osc_source(Arc::new(move || hub.stats()));
         }
+        let midi = Arc::new(Bridges::default());
+        let counts = Arc::clone(&midi);
+        metrics.set_midi_source(Arc::new(move || counts.counts()));
         // OSC from controller peers is validated and routed exactly like a local datagram.
         let sink_hub = hub.clone();
         let sink: peering::OscSink = Arc::new(move |packet: &[u8], from| {
@@ -89,7 +97,8 @@ impl Companions {
                 }
             }));
         }
-        Ok(Companions { metrics, hub, peering, audit: Some(audit), stop, tasks })
+        let bus = bus.clone();
+        Ok(Companions { metrics, hub, midi, bus, peering, audit: Some(audit), stop, tasks })
     }
 
     /// Copies each running visualization's cgroup statistics into the metrics periodically,
@@ -146,6 +155,8 @@ impl Companions {
         if let Some(peering) = self.peering.take() {
             peering.shutdown();
         }
+        // The bridges hold the hub: they end first.
+        self.midi.stop_all();
         if let Some(hub) = self.hub.take().and_then(|h| Arc::try_unwrap(h).ok()) {
             hub.shutdown().await;
         }
@@ -163,7 +174,12 @@ impl Companions {
     }
 
     pub fn hooks(&self) -> CompanionHooks {
-        CompanionHooks { metrics: self.metrics.clone(), hub: self.hub.clone() }
+        CompanionHooks {
+            metrics: self.metrics.clone(),
+            hub: self.hub.clone(),
+            midi: Arc::clone(&self.midi),
+            bus: self.bus.clone(),
+        }
     }
 }
 
@@ -172,15 +188,16 @@ async fn start_hub(
     bus: &EventBus,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<Option<Arc<Hub>>> {
-    if config.osc.listen.is_empty() {
-        tracing::info!("OSC ingress off ([osc] listen is empty)");
-        return Ok(None);
-    }
     let (blocked_tx, mut blocked) = mpsc::channel(64);
+    // Without listeners the hub still routes what MIDI and peers inject.
     let hub = Hub::start(&config.osc, RouterConfig::default(), blocked_tx)
         .await
         .with_context(|| format!("cannot listen for OSC on {:?}", config.osc.listen))?;
-    tracing::info!("OSC on {:?}", hub.local_addrs());
+    if config.osc.listen.is_empty() {
+        tracing::info!("OSC ingress off ([osc] listen is empty)");
+    } else {
+        tracing::info!("OSC on {:?}", hub.local_addrs());
+    }
     let bus = bus.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(b) = blocked.recv().await {
@@ -189,6 +206,24 @@ async fn start_hub(
         }
     }));
     Ok(Some(Arc::new(hub)))
+}
+
+impl CompanionHooks {
+    /// Reads the policy's `[midi]` inputs into the hub while the sandbox runs. A bridge that
+    /// cannot start (no sequencer, a build without ALSA) leaves the visualization running
+    /// without MIDI, loudly.
+    fn start_midi(&self, policy: &Policy) {
+        let name = policy.visualization.name.as_str();
+        let (Some(midi), Some(hub)) = (&policy.midi, &self.hub) else {
+            self.midi.stop(name);
+            return;
+        };
+        if let Err(e) = self.midi.start(name, &policy.osc.prefix, midi, hub) {
+            let message = format!("{}; running without MIDI", e.chain());
+            tracing::error!(visualization = name, "{message}");
+            self.bus.publish(Event::Warning { subject: name.to_owned(), message });
+        }
+    }
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {
@@ -216,12 +251,18 @@ impl Hooks for CompanionHooks {
         {
             tracing::error!(visualization = name, "cannot route OSC to the sandbox: {e}");
         }
+        self.start_midi(policy);
     }
 
     fn ended(&self, name: &str) {
+        self.midi.stop(name);
         if let Some(hub) = &self.hub {
             hub.detach(name);
         }
+    }
+
+    fn midi_ports(&self, name: &str) -> Vec<MidiPortStatus> {
+        self.midi.ports(name)
     }
 
     fn removed(&self, name: &str) {

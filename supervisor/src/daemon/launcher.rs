@@ -70,6 +70,10 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
     fn ended(&self, name: &str);
     /// The visualization `name` was removed from the box.
     fn removed(&self, name: &str);
+    /// The MIDI input ports of `name`, for `vitrine status`.
+    fn midi_ports(&self, _name: &str) -> Vec<crate::midi::MidiPortStatus> {
+        Vec::new()
+    }
 }
 
 /// What [`Hooks::started`] is told about a new sandbox.

@@ -59,6 +59,9 @@ pub struct UnitStatus {
     /// After a seccomp kill: the policy change that would allow the syscall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The MIDI input ports of a policy with `[midi]`, while its sandbox runs or after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub midi: Vec<crate::midi::MidiPortStatus>,
 }
 
 /// The channel end other parts of the daemon hold.
@@ -328,6 +331,7 @@ impl<L: Launcher> Driver<L> {
                 }
                 _ => None,
             },
+            midi: self.hooks.midi_ports(&self.name),
         }
     }
 

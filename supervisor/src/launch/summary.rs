@@ -81,6 +81,16 @@ impl Enforced {
             )),
             None => w.push("the shim did not report Landlock".to_owned()),
         }
+        if let Some(l) = &self.landlock {
+            let missing = landlock_missing(l.kernel_abi);
+            if !missing.is_empty() {
+                w.push(format!(
+                    "Landlock ABI {} cannot restrict {}",
+                    l.kernel_abi,
+                    missing.join(", ")
+                ));
+            }
+        }
         match self.seccomp_action.as_str() {
             "kill" => {}
             "learn" => w.push(
@@ -125,6 +135,19 @@ fn human_bytes(n: u64) -> String {
     format!("{n}B")
 }
 
+/// What the sandbox would restrict with a newer Landlock ABI than `kernel_abi`, by the ABI that
+/// added it.
+fn landlock_missing(kernel_abi: u32) -> Vec<&'static str> {
+    const ADDED: [(u32, &str); 5] = [
+        (2, "moving files between directories (ABI 2)"),
+        (3, "truncating files (ABI 3)"),
+        (4, "TCP bind and connect (ABI 4)"),
+        (5, "ioctl on devices (ABI 5)"),
+        (6, "abstract unix sockets and signals to outside processes (ABI 6)"),
+    ];
+    ADDED.iter().filter(|(abi, _)| kernel_abi < *abi).map(|(_, what)| *what).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -132,5 +155,13 @@ mod tests {
         assert_eq!(super::human_bytes(256 << 20), "256MiB");
         assert_eq!(super::human_bytes(3 << 30), "3GiB");
         assert_eq!(super::human_bytes(1000), "1000B");
+    }
+
+    #[test]
+    fn an_older_landlock_abi_names_what_it_cannot_restrict() {
+        let on_6_1 = super::landlock_missing(2);
+        assert_eq!(on_6_1.len(), 4);
+        assert!(on_6_1[0].starts_with("truncating files"));
+        assert!(super::landlock_missing(6).is_empty());
     }
 }

@@ -53,7 +53,7 @@ fn busy_metrics() -> Metrics {
     m.osc_rejected("unknown-address");
     m.osc_dropped("aurora", "child-lagging");
     m.observe_osc_latency(0.00004);
-    m.midi_message("nanoKONTROL2", "forwarded");
+    m.midi_messages("aurora", "nanoKONTROL2:nanoKONTROL2 _ CTRL", "accepted", 1);
     m.set_peer_connected("ABCD-EFGH", true);
     m.peer_handshake("ok");
     m.audit_event("policy-loaded", 1);
@@ -391,4 +391,31 @@ fn hub_snapshots_become_counter_increments_and_latency_buckets() {
         "{text}"
     );
     assert!(text.contains("vitrine_osc_forward_latency_seconds_count 12"), "{text}");
+}
+
+#[test]
+fn midi_counts_become_counter_steps() {
+    use crate::midi::PortCount;
+    let m = Metrics::new();
+    let count = |result, total| PortCount {
+        name: "aurora".into(),
+        port: "VirMIDI 0-0".into(),
+        result,
+        total,
+    };
+    m.sync_midi(&[count("accepted", 2), count("channel", 0)]);
+    m.sync_midi(&[count("accepted", 5), count("channel", 1)]);
+    let text = m.render();
+    assert!(
+        text.contains(
+            r#"vitrine_midi_messages_total{name="aurora",port="VirMIDI 0-0",result="accepted"} 5"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"vitrine_midi_messages_total{name="aurora",port="VirMIDI 0-0",result="channel"} 1"#
+        ),
+        "{text}"
+    );
 }
