@@ -93,7 +93,7 @@ fn a_starting_daemon_leaves_a_foreground_run_alone() {
     assert!(b.log().contains("cgroups"), "the daemon has set up its cgroups");
     assert_eq!(run.try_wait().expect("try_wait"), None, "vitrine run was stopped");
     assert!(sandboxed.iter().all(|p| alive(*p)), "a sandboxed process was killed");
-    assert!(b.stop_daemon().success());
+    b.stop_daemon();
 
     let pid = nix::unistd::Pid::from_raw(run.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM vitrine run");
