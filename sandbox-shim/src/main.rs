@@ -74,6 +74,10 @@ fn shim(control: &OwnedFd) -> Result<i32, Failure> {
     }
     // Tag the kernel's audit records of this sandbox (seccomp kills) with a fresh session id.
     let audit_session = tag_audit_session(plan.uid);
+    // Nothing below may ever gain a capability again: empty the bounding set once, here, so the
+    // init and the visualization inherit it empty (they check; capabilities they hold now stay
+    // until they drop them).
+    step("drop bounding set", creds::drop_bounding_and_ambient())?;
     step(
         "report start",
         proto::send_report(control.as_fd(), &Report::Started { audit_session }, None),

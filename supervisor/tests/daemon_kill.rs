@@ -58,3 +58,45 @@ fn descendants_of(pids: &[u32]) -> Vec<u32> {
     }
     all
 }
+
+#[test]
+fn a_starting_daemon_leaves_a_foreground_run_alone() {
+    if !root_or_skip("a_starting_daemon_leaves_a_foreground_run_alone") {
+        return;
+    }
+    let mut b = TestBox::new();
+    // A policy outside the daemon's directory, run in the foreground next to the daemon.
+    b.write_policy("foreground", "exec sleep 1000", &Viz::default());
+    let outside = b.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let policy = outside.join("foreground.toml");
+    std::fs::rename(b.policy_path("foreground"), &policy).expect("move policy");
+    let mut run = std::process::Command::new(daemon_support::VITRINE)
+        .arg("run")
+        .arg(&policy)
+        .arg("--config")
+        .arg(b.path().join("vitrine.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vitrine run");
+    let mut stderr = std::io::BufReader::new(run.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).expect("read the start line");
+    assert!(line.contains("started"), "vitrine run did not start: {line}");
+    let sandboxed = descendants_of(&[run.id()]);
+    assert!(sandboxed.len() >= 4, "run, shim, init, sleep: {sandboxed:?}");
+
+    // The daemon removes the cgroups a previous daemon left behind when it starts; the
+    // foreground run's are not among them.
+    b.start_daemon();
+    assert!(b.log().contains("cgroups"), "the daemon has set up its cgroups");
+    assert_eq!(run.try_wait().expect("try_wait"), None, "vitrine run was stopped");
+    assert!(sandboxed.iter().all(|p| alive(*p)), "a sandboxed process was killed");
+    b.stop_daemon();
+
+    let pid = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM vitrine run");
+    let status = run.wait().expect("wait vitrine run");
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+}

@@ -74,6 +74,27 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves the calling thread alone into the cgroup, in every hierarchy, so that a process it
+    /// forks now is born inside: no moment in which it runs elsewhere, and no write to
+    /// `cgroup.procs` afterwards. Returns `false` on v2, where a single thread of a domain
+    /// cgroup cannot move (use [`Cgroup::add_pid`] or `CLONE_INTO_CGROUP` there); nothing has
+    /// moved then.
+    ///
+    /// v1 only, and cheap there: the kernel moves the calling thread (`0` written to `tasks`)
+    /// without taking the global threadgroup lock, whose first writer waits for an RCU grace
+    /// period, milliseconds on a busy host, that every `cgroup.procs` write of another process
+    /// pays. The caller must return with [`crate::Manager::return_calling_thread`], also when
+    /// this fails half-way.
+    pub fn enter_calling_thread(&self) -> Result<bool, Error> {
+        if self.version() != Version::V1 {
+            return Ok(false);
+        }
+        for dir in &self.dirs {
+            fsutil::write(&dir.join("tasks"), "0")?;
+        }
+        Ok(true)
+    }
+
     /// On v2, a directory fd of the cgroup for `clone3(CLONE_INTO_CGROUP)`, which starts a
     /// child inside the cgroup with no window in which it runs outside. `None` on v1, where
     /// the caller uses [`Cgroup::add_pid`] before the child execs.

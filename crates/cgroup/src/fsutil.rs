@@ -46,12 +46,15 @@ pub fn parse_pids(text: &str) -> Vec<i32> {
     text.lines().filter_map(|line| line.trim().parse().ok()).collect()
 }
 
-/// Reads `cgroup.procs` of a cgroup directory. A directory that has vanished has no processes.
+/// Reads `cgroup.procs` of a cgroup directory. A directory that has vanished (or is being
+/// removed) has no processes.
 pub(crate) fn procs(dir: &Path) -> Result<Vec<i32>, Error> {
     let path = dir.join("cgroup.procs");
     match fs::read_to_string(&path) {
         Ok(text) => Ok(parse_pids(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        // ENODEV: the kernel is tearing the cgroup down (removed by someone else meanwhile).
+        Err(e) if e.raw_os_error() == Some(19) => Ok(Vec::new()),
         Err(source) => Err(Error::Read { path, source }),
     }
 }

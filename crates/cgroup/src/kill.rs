@@ -21,7 +21,7 @@ const ROUNDS: u32 = 50;
 const POLLS: u32 = 12;
 
 pub(crate) fn kill_all(cgroup: &Cgroup) -> Result<Vec<i32>, Error> {
-    let first = cgroup.pids()?;
+    let first = pids(cgroup)?;
     if first.is_empty() {
         return Ok(first);
     }
@@ -37,7 +37,7 @@ pub(crate) fn kill_all(cgroup: &Cgroup) -> Result<Vec<i32>, Error> {
         .dir_of(Controller::Freezer)
         .map(|dir| (dir.to_owned(), freezer_at(dir, cgroup.version())));
     for _ in 0..ROUNDS {
-        let pids = cgroup.pids()?;
+        let pids = pids(cgroup)?;
         if pids.is_empty() {
             return Ok(first);
         }
@@ -55,7 +55,15 @@ pub(crate) fn kill_all(cgroup: &Cgroup) -> Result<Vec<i32>, Error> {
             return Ok(first);
         }
     }
-    Err(Error::Unkillable { path: cgroup.dirs()[0].clone(), pids: cgroup.pids()?, rounds: ROUNDS })
+    Err(Error::Unkillable { path: cgroup.dirs()[0].clone(), pids: pids(cgroup)?, rounds: ROUNDS })
+}
+
+/// The cgroup's processes, except the calling one: a supervisor thread is inside a
+/// visualization's cgroup for the instant it forks a sandbox into it (v1), and the kill must
+/// never reach the supervisor itself.
+fn pids(cgroup: &Cgroup) -> Result<Vec<i32>, Error> {
+    let own = std::process::id() as i32;
+    Ok(cgroup.pids()?.into_iter().filter(|&p| p != own).collect())
 }
 
 fn freezer_at(dir: &Path, version: Version) -> FreezerController {
@@ -96,11 +104,11 @@ fn signal_all(cgroup: &Cgroup, pids: &[i32]) -> Result<(), Error> {
 fn wait_empty(cgroup: &Cgroup) -> Result<bool, Error> {
     let mut delay = Duration::from_micros(500);
     for _ in 0..POLLS {
-        if cgroup.pids()?.is_empty() {
+        if pids(cgroup)?.is_empty() {
             return Ok(true);
         }
         sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(100));
     }
-    Ok(cgroup.pids()?.is_empty())
+    Ok(pids(cgroup)?.is_empty())
 }

@@ -257,13 +257,32 @@ impl Manager {
         Cgroup::new(name.to_owned(), placement)
     }
 
+    /// Moves the calling thread back to the supervisor's own cgroup in every hierarchy, after
+    /// [`Cgroup::enter_calling_thread`] (v1; nothing to do on v2).
+    pub fn return_calling_thread(&self) -> Result<(), Error> {
+        let Layout::V1 { bases } = &self.layout else {
+            return Ok(());
+        };
+        let mut homes: Vec<&Path> = bases.values().filter_map(|b| b.parent()).collect();
+        homes.sort();
+        homes.dedup();
+        let mut first_error = None;
+        for home in homes {
+            // Every hierarchy is tried, so one failure strands the thread in as few as possible.
+            if let Err(e) = fsutil::write(&home.join("tasks"), "0") {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Kills and removes every cgroup under this supervisor's subtree, as left by a previous
     /// run that did not shut down cleanly. Returns what was cleaned; the first failure stops
     /// the cleanup because a cgroup that cannot be removed needs a human.
     ///
     /// Only the one supervisor that owns `root_name` in this cgroup may call this: anything
-    /// else using the same root name and living in the same cgroup (say a `vitrine run` started
-    /// next to the daemon with the default root) would be killed too.
+    /// else using the same root name and living in the same cgroup would be killed too (which
+    /// is why `vitrine run` uses a root of its own).
     pub fn cleanup_leftovers(&self) -> Result<Vec<Cleaned>, Error> {
         let mut names = Vec::new();
         for base in self.base_dirs() {

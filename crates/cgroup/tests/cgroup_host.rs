@@ -237,3 +237,89 @@ fn leftovers_of_a_previous_run_are_killed_and_removed() {
     assert!(next.cleanup_leftovers().expect("second cleanup").is_empty());
     remove_bases(&next);
 }
+
+#[test]
+fn a_thread_inside_forks_children_born_in_the_cgroup_and_returns() {
+    require_root!();
+    let m = manager("enter");
+    let cg = m.create("born", &Limits { pids: Some(8), ..Limits::default() }).expect("create");
+    let own = || std::fs::read_to_string("/proc/thread-self/cgroup").expect("thread cgroups");
+    let (entered, child, before, after) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let before = own();
+            let entered = cg.enter_calling_thread();
+            let child = std::process::Command::new("sleep")
+                .arg("1000")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn");
+            m.return_calling_thread().expect("return");
+            (entered.expect("enter"), child, before, own())
+        })
+        .join()
+        .expect("thread")
+    });
+    let mut child = child;
+    // The thread is back where it started, whatever the version.
+    assert_eq!(before, after);
+    let pid = child.id() as i32;
+    let inside = cg.pids().expect("pids");
+    match m.version() {
+        // v1: the child was born inside, and the supervisor process is not listed.
+        vitrine_cgroup::Version::V1 => {
+            assert!(entered);
+            assert_eq!(inside, vec![pid]);
+        }
+        // v2: nothing moved; placement is the caller's job.
+        vitrine_cgroup::Version::V2 => {
+            assert!(!entered);
+            assert!(inside.is_empty(), "{inside:?}");
+            cg.add_pid(pid).expect("add pid");
+        }
+    }
+    assert_eq!(cg.kill_all().expect("kill"), vec![pid]);
+    assert_eq!(child.wait().expect("wait").signal(), Some(9));
+    cg.remove().expect("remove");
+    remove_bases(&m);
+}
+
+#[test]
+fn kill_all_never_signals_the_calling_process() {
+    require_root!();
+    let m = manager("self");
+    let cg = m.create("with-us", &Limits::default()).expect("create");
+    if m.version() != vitrine_cgroup::Version::V1 {
+        eprintln!("skipped: only v1 lets one supervisor thread stand in a cgroup");
+        cg.remove().expect("remove");
+        remove_bases(&m);
+        return;
+    }
+    let (mut child, stdin) = spawn_waiting("exec sleep 1000");
+    cg.add_pid(pid_of(&child)).expect("add pid");
+    go(stdin);
+    // Another thread of this process stands inside, as the spawn thread does for an instant,
+    // while this one kills the cgroup (the freezer may freeze that thread meanwhile).
+    let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+    let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
+    let killed = std::thread::scope(|s| {
+        let (cg, m) = (&cg, &m);
+        let visitor = s.spawn(move || {
+            let entered = cg.enter_calling_thread();
+            inside_tx.send(()).expect("send");
+            let _ = leave_rx.recv();
+            m.return_calling_thread().expect("return");
+            entered.expect("enter")
+        });
+        inside_rx.recv().expect("inside");
+        assert!(cg.pids().expect("pids").contains(&(std::process::id() as i32)));
+        let killed = cg.kill_all();
+        leave_tx.send(()).expect("send");
+        assert!(visitor.join().expect("thread"));
+        killed
+    });
+    assert_eq!(killed.expect("kill"), vec![pid_of(&child)]);
+    assert_eq!(child.wait().expect("wait").signal(), Some(9));
+    cg.remove().expect("remove");
+    remove_bases(&m);
+}

@@ -188,16 +188,18 @@ fn check_actions(r: &mut Report<'_>, text: &str, f: &JsonFilter) {
 fn convert_rules(r: &mut Report<'_>, text: &str, rules: &[JsonRule]) -> Vec<SyscallRule> {
     let mut out: Vec<SyscallRule> = Vec::with_capacity(rules.len());
     for rule in rules {
-        let at = find(text, &format!("\"{}\"", rule.syscall));
+        // Only errors need the position: searching the text for every rule of a clean profile
+        // would cost more than the rest of the policy load.
+        let at = || find(text, &format!("\"{}\"", rule.syscall));
         if let Err(bad) = syscall_name(&rule.syscall) {
-            r.bad(at, bad);
+            r.bad(at(), bad);
             continue;
         }
         let mut args = Vec::new();
         for c in rule.args.iter().flatten() {
             match condition(c) {
                 Ok(a) => args.push(a),
-                Err(bad) => r.bad(at.clone(), bad),
+                Err(bad) => r.bad(at(), bad),
             }
         }
         // seccompiler drops an unconditional rule when the same syscall also has conditional
@@ -206,7 +208,7 @@ fn convert_rules(r: &mut Report<'_>, text: &str, rules: &[JsonRule]) -> Vec<Sysc
             out.iter().any(|o| o.syscall == rule.syscall && o.args.is_empty() != args.is_empty());
         if mixed {
             r.error(
-                at,
+                at(),
                 format!("\"{}\" is listed both with and without argument conditions", rule.syscall),
             )
             .hints

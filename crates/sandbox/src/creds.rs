@@ -12,6 +12,8 @@ pub enum CredsError {
     Call { step: &'static str, source: std::io::Error },
     #[error("credentials did not change as requested ({0})")]
     Verify(&'static str),
+    #[error("capability {0} is still in the bounding set")]
+    Bounding(u32),
 }
 
 fn call<T, E: Into<std::io::Error>>(step: &'static str, r: Result<T, E>) -> Result<T, CredsError> {
@@ -34,15 +36,32 @@ pub fn drop_bounding_and_ambient() -> Result<(), CredsError> {
     call("PR_CAP_AMBIENT_CLEAR_ALL", sys::caps::ambient_clear())
 }
 
+/// Fails unless the bounding set is empty. Reading it is cheap, while every
+/// `PR_CAPBSET_DROP` allocates new credentials: the shim empties the set once, before it forks,
+/// and the processes below only check that they inherited it so.
+pub fn require_empty_bounding() -> Result<(), CredsError> {
+    for cap in 0..64 {
+        match sys::caps::bounding_has(cap) {
+            Ok(false) => {}
+            Ok(true) => return Err(CredsError::Bounding(cap)),
+            // Past the kernel's last capability.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 => return Ok(()),
+            Err(source) => return Err(CredsError::Call { step: "PR_CAPBSET_READ", source }),
+        }
+    }
+    Ok(())
+}
+
 /// Becomes `uid`/`gid` with no supplementary groups, no capabilities and no_new_privs.
 ///
-/// The bounding set goes first because dropping from it needs CAP_SETPCAP, which the uid
-/// change takes away.
+/// The bounding set must already be empty ([`drop_bounding_and_ambient`] before the fork):
+/// dropping from it needs CAP_SETPCAP, which the uid change takes away.
 pub fn drop_to(uid: u32, gid: u32) -> Result<(), CredsError> {
     if uid == 0 || gid == 0 {
         return Err(CredsError::Root);
     }
-    drop_bounding_and_ambient()?;
+    require_empty_bounding()?;
+    call("PR_CAP_AMBIENT_CLEAR_ALL", sys::caps::ambient_clear())?;
     call("setgroups", nix::unistd::setgroups(&[]))?;
     let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
     call("setresgid", nix::unistd::setresgid(g, g, g))?;
@@ -55,9 +74,11 @@ pub fn drop_to(uid: u32, gid: u32) -> Result<(), CredsError> {
 const CAP_KILL: u32 = 5;
 
 /// Keeps only CAP_KILL (to forward signals to the visualization) and sets no_new_privs: what the
-/// sandbox's init needs once it has forked the visualization.
+/// sandbox's init needs once it has forked the visualization. The bounding set must already be
+/// empty.
 pub fn reduce_init() -> Result<(), CredsError> {
-    drop_bounding_and_ambient()?;
+    require_empty_bounding()?;
+    call("PR_CAP_AMBIENT_CLEAR_ALL", sys::caps::ambient_clear())?;
     call("capset", sys::caps::set_only(1 << CAP_KILL))?;
     call("PR_SET_NO_NEW_PRIVS", nix::sys::prctl::set_no_new_privs())
 }

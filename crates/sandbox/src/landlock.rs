@@ -5,11 +5,12 @@
 //! below the policy's floor; `best-effort` takes what the kernel offers. Either way the caller
 //! gets a [`LandlockReport`] of what is actually enforced.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
-    Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use crate::plan::{FsAccess, FsRule, LandlockPlan};
@@ -94,20 +95,23 @@ fn restrict(
     Ok(created.restrict_self()?)
 }
 
-/// Opens a rule's path; absent optional paths are recorded and skipped.
+/// Opens a rule's path (one lookup; its type comes from the descriptor); absent optional paths
+/// are recorded and skipped.
 fn open_rule(rule: &FsRule, skipped: &mut Vec<String>) -> Result<Option<(PathFd, bool)>, Step> {
     let display = rule.path.display().to_string();
-    let meta = match std::fs::metadata(&rule.path) {
-        Ok(meta) => meta,
-        Err(e) if rule.optional && e.kind() == std::io::ErrorKind::NotFound => {
+    let fd = match PathFd::new(Path::new(&rule.path)) {
+        Ok(fd) => fd,
+        Err(PathFdError::OpenCall { source, .. })
+            if rule.optional && source.kind() == std::io::ErrorKind::NotFound =>
+        {
             skipped.push(display);
             return Ok(None);
         }
-        Err(e) => return Err(Step::Path(display, e)),
+        Err(e) => return Err(Step::Path(display, std::io::Error::other(e.to_string()))),
     };
-    let fd = PathFd::new(Path::new(&rule.path))
-        .map_err(|e| Step::Path(display, std::io::Error::other(e.to_string())))?;
-    Ok(Some((fd, meta.is_dir())))
+    let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| Step::Path(display, e.into()))?;
+    let is_dir = stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    Ok(Some((fd, is_dir)))
 }
 
 /// The Landlock rights for one grant, limited to what `abi` knows and what a file can carry.

@@ -49,7 +49,8 @@ fn setup<T, E: Into<std::io::Error>>(r: Result<T, E>) -> Result<T, SpawnError> {
     r.map_err(|e| SpawnError::Setup(e.into()))
 }
 
-/// Forks and execs the shim at `shim_path`; returns once the exec succeeded.
+/// Starts the shim at `shim_path` (`clone(CLONE_VM | CLONE_VFORK)`, see `sys::spawn`): the new
+/// process belongs to the calling thread's cgroups, and this returns once its exec succeeded.
 pub fn spawn_shim(
     shim_path: &Path,
     exec_fd: BorrowedFd<'_>,
@@ -78,9 +79,8 @@ pub fn spawn_shim(
     let path = CString::new(shim_path.as_os_str().as_bytes()).map_err(|_| SpawnError::Nul)?;
     let argv = vec![CString::new("vitrine-shim").map_err(|_| SpawnError::Nul)?];
     let exec = setup(sys::spawn::Exec::new(path, argv, Vec::new(), moves))?;
-    let pid = sys::spawn::fork_exec(&exec)
+    let (pid, pidfd) = sys::spawn::spawn(&exec)
         .map_err(|source| SpawnError::Exec { path: shim_path.display().to_string(), source })?;
-    let pidfd = setup(sys::process::pidfd_open(pid))?;
     Ok(Shim { pid, pidfd, control, stdout: out.map(|(r, _)| r), stderr: err.map(|(r, _)| r) })
 }
 

@@ -44,7 +44,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(&args.policy, &LoadContext::from_config(&config))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let name = policy.visualization.name.to_string();
-    let launcher = Launcher::start(launch::Options::default()).map_err(chain)?;
+    let launcher = Launcher::start(launch::Options::run()).map_err(chain)?;
     for missing in launcher.cgroups().missing() {
         eprintln!("vitrine: {name}: warning: {missing}");
     }

@@ -78,14 +78,23 @@ pub(super) struct Parts {
     udp: Option<(UdpSocket, u16)>,
     landlock: Option<LandlockReport>,
     audit_session: Option<u32>,
-    kmsg: kmsg::Cursor,
+    /// Opened at the start only for a sandbox without an audit session id (see `kmsg`).
+    kmsg: Option<kmsg::Cursor>,
     /// Policy learning: where the seccomp listener goes.
     pub(super) listener: Option<std::sync::mpsc::Sender<OwnedFd>>,
 }
 
 impl Parts {
-    pub(super) fn new(shim: Shim, ipc_fd: Option<OwnedFd>, kmsg: kmsg::Cursor) -> Parts {
-        Parts { shim, ipc_fd, udp: None, landlock: None, audit_session: None, kmsg, listener: None }
+    pub(super) fn new(shim: Shim, ipc_fd: Option<OwnedFd>) -> Parts {
+        Parts {
+            shim,
+            ipc_fd,
+            udp: None,
+            landlock: None,
+            audit_session: None,
+            kmsg: None,
+            listener: None,
+        }
     }
 
     pub(super) fn kill_and_reap(&mut self) {
@@ -113,7 +122,14 @@ impl Parts {
                 return Err(LaunchError::ShimDied("control socket closed".into()));
             };
             match report {
-                Report::Started { audit_session } => self.audit_session = audit_session,
+                Report::Started { audit_session } => {
+                    self.audit_session = audit_session;
+                    // Before anything of the visualization runs: the sandbox cannot have been
+                    // killed yet, so every later record can be its own.
+                    if audit_session.is_none() {
+                        self.kmsg = Some(kmsg::Cursor::open_at_end());
+                    }
+                }
                 Report::UdpSocket { local_port } => {
                     let fd = fd.ok_or_else(|| {
                         LaunchError::ShimDied("UDP report without a socket".into())
@@ -157,7 +173,7 @@ pub struct Child {
     ipc: Option<IpcEndpoint>,
     enforced: Enforced,
     audit_session: Option<u32>,
-    kmsg: kmsg::Cursor,
+    kmsg: Option<kmsg::Cursor>,
     spawn_time: Duration,
     exit: Option<Exit>,
 }
@@ -283,7 +299,12 @@ impl Child {
             .is_some_and(|e| e.oom_kill > 0);
         match (code, signal) {
             (_, Some(SIGSYS)) => {
-                let nr = self.kmsg.find_seccomp_kill(self.audit_session);
+                let session = self.audit_session;
+                let nr = match (self.kmsg.as_mut(), session) {
+                    (Some(cursor), _) => cursor.find_seccomp_kill(session),
+                    (None, Some(_)) => kmsg::Cursor::open_at_start().find_seccomp_kill(session),
+                    (None, None) => None,
+                };
                 let syscall = nr.map_or_else(
                     || "syscall unknown (no kernel audit record found)".to_owned(),
                     |nr| format!("{} ({nr})", kmsg::syscall_name(nr)),

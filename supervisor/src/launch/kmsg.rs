@@ -4,8 +4,12 @@
 //! and its parent only learns "SIGSYS". The kernel does log every KILL_PROCESS action as an
 //! audit record (`type=1326 … ses=N … sig=31 … syscall=101`), which reaches the kernel log when
 //! no audit daemon consumes it. The shim gives each sandbox a fresh audit session id (by
-//! writing its login uid), so the record is matched by `ses=`, not guessed from timing. The
-//! record is printed by a kernel thread shortly after the kill, so the lookup polls briefly.
+//! writing its login uid), so the record is matched by `ses=`, not guessed from timing: the log
+//! is only opened when a sandbox was killed, and read from its oldest record (opening
+//! `/dev/kmsg` walks the kernel's ring buffer, too slow to do for every start). Only when the
+//! kernel gave no session id is the log opened at the start, at its end, so that records older
+//! than the sandbox are never taken for its own. The record is printed by a kernel thread
+//! shortly after the kill, so the lookup polls briefly.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -23,15 +27,16 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Opens the kernel log; without access, seccomp kills are still reported, unnamed.
+    /// Opens the kernel log at its end (for a sandbox without an audit session id); without
+    /// access, seccomp kills are still reported, unnamed.
     pub fn open_at_end() -> Cursor {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_o_nonblock())
-            .open("/dev/kmsg")
-            .and_then(|mut f| f.seek(SeekFrom::End(0)).map(|_| f))
-            .ok();
+        let file = open().and_then(|mut f| f.seek(SeekFrom::End(0)).map(|_| f)).ok();
         Cursor { file }
+    }
+
+    /// Opens the kernel log at its oldest record, to find a record by its session id.
+    pub fn open_at_start() -> Cursor {
+        Cursor { file: open().ok() }
     }
 
     /// The syscall number of this sandbox's seccomp kill, if the kernel logged one.
@@ -58,6 +63,10 @@ impl Cursor {
             }
         }
     }
+}
+
+fn open() -> std::io::Result<File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open("/dev/kmsg")
 }
 
 /// Matches one kernel log record against a seccomp kill of `session`.

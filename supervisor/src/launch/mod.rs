@@ -76,6 +76,12 @@ pub enum LaunchError {
     ShimDied(String),
 }
 
+/// The daemon's cgroup subtree; it removes whatever it finds there when it starts.
+pub const DAEMON_CGROUP_ROOT: &str = "vitrine";
+/// The subtree of `vitrine run`, so a daemon starting next to it never takes its sandboxes for
+/// leftovers (and `run` never reuses a daemon's cgroup); `run` cleans up nothing but its own.
+pub const RUN_CGROUP_ROOT: &str = "vitrine-run";
+
 /// How the launcher finds its shim and cgroups.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -86,8 +92,16 @@ pub struct Options {
 }
 
 impl Default for Options {
+    /// The daemon's options.
     fn default() -> Self {
-        Options { shim: None, cgroup_root: "vitrine".into() }
+        Options { shim: None, cgroup_root: DAEMON_CGROUP_ROOT.into() }
+    }
+}
+
+impl Options {
+    /// The options of `vitrine run`.
+    pub fn run() -> Self {
+        Options { shim: None, cgroup_root: RUN_CGROUP_ROOT.into() }
     }
 }
 
@@ -95,7 +109,15 @@ struct Request {
     exec: OwnedFd,
     ipc: Option<OwnedFd>,
     output: Output,
-    reply: mpsc::Sender<Result<Shim, SpawnError>>,
+    cgroup: vitrine_cgroup::Cgroup,
+    reply: mpsc::Sender<Result<Spawned, LaunchError>>,
+}
+
+/// A shim as the spawn thread started it.
+struct Spawned {
+    shim: Shim,
+    /// Born inside its cgroup (v1); otherwise the caller still has to place it.
+    placed: bool,
 }
 
 /// Owns the spawn thread and the cgroup manager.
@@ -113,11 +135,10 @@ impl Launcher {
             .map_err(LaunchError::NoCgroups)?;
         let shim = options.shim.unwrap_or_else(default_shim_path);
         let (tx, rx) = mpsc::channel::<Request>();
-        let thread_shim = shim.clone();
+        let manager = cgroups.clone();
         let thread = std::thread::Builder::new().name("vitrine-spawn".into()).spawn(move || {
             for req in rx {
-                let ipc = req.ipc.as_ref().map(|f| f.as_fd());
-                let _ = req.reply.send(spawn_shim(&thread_shim, req.exec.as_fd(), ipc, req.output));
+                let _ = req.reply.send(spawn_placed(&manager, &shim, &req));
             }
         })?;
         Ok(Launcher { requests: Mutex::new(Some(tx)), thread: Some(thread), cgroups })
@@ -155,7 +176,13 @@ impl Launcher {
     ) -> Result<child::Parts, LaunchError> {
         let (ipc_ours, ipc_theirs) = prepared.ipc_pair()?;
         let (reply, answer) = mpsc::channel();
-        let request = Request { exec: prepared.exec_fd()?, ipc: ipc_theirs, output, reply };
+        let request = Request {
+            exec: prepared.exec_fd()?,
+            ipc: ipc_theirs,
+            output,
+            cgroup: cgroup.clone(),
+            reply,
+        };
         let sender = self
             .requests
             .lock()
@@ -163,13 +190,14 @@ impl Launcher {
             .clone()
             .ok_or(LaunchError::ThreadGone)?;
         sender.send(request).map_err(|_| LaunchError::ThreadGone)?;
-        let shim = answer.recv().map_err(|_| LaunchError::ThreadGone)??;
-        let kmsg = kmsg::Cursor::open_at_end();
-        // The shim blocks on the plan until it has been placed in the cgroup (v1 and v2 alike;
-        // CLONE_INTO_CGROUP would save this write on v2 hosts).
-        let mut parts = child::Parts::new(shim, ipc_ours, kmsg);
+        let spawned = answer.recv().map_err(|_| LaunchError::ThreadGone)??;
+        // The shim blocks on the plan, so it runs nothing of the policy before it is placed:
+        // born inside on v1; on v2 moved in here (CLONE_INTO_CGROUP would save this write).
+        let mut parts = child::Parts::new(spawned.shim, ipc_ours);
         parts.listener = prepared.listener();
-        if let Err(e) = cgroup.add_pid(parts.shim.pid) {
+        if !spawned.placed
+            && let Err(e) = cgroup.add_pid(parts.shim.pid)
+        {
             parts.kill_and_reap();
             return Err(LaunchError::Cgroup(e));
         }
@@ -181,6 +209,33 @@ impl Launcher {
         parts.read_until_running(started)?;
         Ok(parts)
     }
+}
+
+/// On the spawn thread: enters the request's cgroup (v1), starts the shim, which is then born
+/// inside, and returns to the supervisor's own cgroup.
+fn spawn_placed(
+    manager: &vitrine_cgroup::Manager,
+    shim_path: &std::path::Path,
+    req: &Request,
+) -> Result<Spawned, LaunchError> {
+    let placed = match req.cgroup.enter_calling_thread() {
+        Ok(placed) => placed,
+        Err(e) => {
+            let _ = manager.return_calling_thread();
+            return Err(LaunchError::Cgroup(e));
+        }
+    };
+    let ipc = req.ipc.as_ref().map(|f| f.as_fd());
+    let shim = spawn_shim(shim_path, req.exec.as_fd(), ipc, req.output);
+    let back = manager.return_calling_thread();
+    let shim = shim?;
+    if let Err(e) = back {
+        // This thread could not leave; the sandbox must not start with it inside.
+        let mut parts = child::Parts::new(shim, None);
+        parts.kill_and_reap();
+        return Err(LaunchError::Cgroup(e));
+    }
+    Ok(Spawned { shim, placed })
 }
 
 impl Drop for Launcher {

@@ -11,6 +11,13 @@ pub fn bounding_drop(cap: u32) -> io::Result<()> {
     check(libc::c_long::from(ret)).map(drop)
 }
 
+/// Whether `cap` is in the calling thread's bounding set; `EINVAL` past the kernel's last.
+pub fn bounding_has(cap: u32) -> io::Result<bool> {
+    // SAFETY: prctl(PR_CAPBSET_READ) takes integer arguments only and changes nothing.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
+    check(libc::c_long::from(ret)).map(|r| r == 1)
+}
+
 /// Empties the ambient set.
 pub fn ambient_clear() -> io::Result<()> {
     // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) takes integer arguments only.
