@@ -330,6 +330,8 @@ const HOSTILE_C: &str = r#"
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 /* Destructive only inside a fresh pid namespace (we are pid 2 under the sandbox's init) and
@@ -360,6 +362,8 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, "1.1.1.1", &out.sin_addr);
     int d = socket(AF_INET, SOCK_DGRAM, 0);
     printf("network %s\n", connect(d, (void *)&out, sizeof out) == 0 && send(d, "x", 1, 0) == 1 ? "SENT" : "blocked");
+    printf("unshare %s\n", unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? "CREATED" : "blocked");
+    printf("setns %s\n", syscall(SYS_setns, -1, 0) == -1 && errno == EPERM ? "blocked" : "REACHED");
     if (!fresh_namespaces()) { printf("kill skipped: not in fresh namespaces\n"); return 9; }
     printf("kill %d\n", kill(-1, SIGKILL));
     return 0;
@@ -411,7 +415,15 @@ fn a_hostile_program_is_contained_while_learning() {
     cmd.arg("--").args(args);
     let o = run(cmd, None);
     assert_eq!(o.code, Some(0), "learning failed");
-    for line in ["unix blocked", "write blocked", "loopback blocked", "network blocked", "kill "] {
+    for line in [
+        "unix blocked",
+        "write blocked",
+        "loopback blocked",
+        "network blocked",
+        "unshare blocked",
+        "setns blocked",
+        "kill ",
+    ] {
         assert!(o.stdout.contains(line), "expected `{line}`");
     }
     assert!(!o.stdout.contains("kill skipped"), "the probe did not see fresh namespaces");

@@ -48,6 +48,8 @@ pub use dir::load_policy_dir;
 pub use explain::{Explanation, ScoreItem, explain};
 pub use model::*;
 pub use schema::schema;
+/// Syscalls no profile or `[syscalls] allow` may ever grant.
+pub use seccomp::NEVER as NEVER_ALLOWED_SYSCALLS;
 pub use source::MAX_FILE_SIZE;
 
 /// What loading a policy needs from outside the file.

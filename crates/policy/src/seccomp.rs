@@ -18,7 +18,7 @@ use crate::model::{ArgCondition, ArgOp, SyscallRule};
 /// clocks, swap), enter or create namespaces, inspect other processes, or load kernel code.
 /// `clone3` and `io_uring_*` are answered with ENOSYS by the sandbox, so listing them would be
 /// a contradiction.
-pub(crate) const NEVER: &[&str] = &[
+pub const NEVER: &[&str] = &[
     "mount",
     "umount2",
     "pivot_root",

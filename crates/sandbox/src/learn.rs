@@ -95,8 +95,16 @@ mod compile {
 
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
+    const JSET_K: u16 = 0x45;
     const RET_K: u16 = 0x06;
     const RET_ALLOW: u32 = 0x7fff_0000;
+    /// SECCOMP_RET_ERRNO | EPERM.
+    const RET_EPERM: u32 = 0x0005_0001;
+    /// The namespace flags of clone(2) (CLONE_NEWNS … CLONE_NEWNET, CLONE_NEWCGROUP, as in
+    /// the shipped profiles' `masked_eq` rule).
+    const CLONE_NS_FLAGS: u32 = 0x7E02_0000;
+    /// Where `args[0]` (low word on little endian) sits in `struct seccomp_data`.
+    const ARG0_LOW: u32 = 16;
     const RET_USER_NOTIF: u32 = 0x7fc0_0000;
     /// A conditional jump reaches at most 255 instructions ahead.
     const MAX_HOT: usize = 255;
@@ -111,9 +119,11 @@ mod compile {
         TooLarge(usize),
     }
 
-    /// Compiles the learning filter: the fixed prologue, then `hot` (minus the always-notified
-    /// syscalls) allowed, everything else notified.
-    pub fn compile(hot: &[String]) -> Result<SeccompPlan, LearnFilterError> {
+    /// Compiles the learning filter: the fixed prologue, then `refused` (the syscalls no policy
+    /// may grant) and clone(2) with namespace flags answered EPERM without a round trip, as a
+    /// real run would never let them through, then `hot` (minus the always-notified syscalls)
+    /// allowed, everything else notified. Learning relaxes only what it needs to observe.
+    pub fn compile(hot: &[String], refused: &[&str]) -> Result<SeccompPlan, LearnFilterError> {
         let mut numbers = Vec::new();
         for name in hot {
             if ALWAYS_NOTIFIED.contains(&name.as_str()) {
@@ -135,6 +145,17 @@ mod compile {
         }
         let mut program = crate::seccomp::prologue();
         program.push(pack_insn(LD_W_ABS, 0, 0, 0));
+        // clone with any namespace flag: EPERM; otherwise reload the number and go on.
+        program.push(pack_insn(JEQ_K, 0, 4, Sysno::clone.id() as u32));
+        program.push(pack_insn(LD_W_ABS, 0, 0, ARG0_LOW));
+        program.push(pack_insn(JSET_K, 0, 1, CLONE_NS_FLAGS));
+        program.push(pack_insn(RET_K, 0, 0, RET_EPERM));
+        program.push(pack_insn(LD_W_ABS, 0, 0, 0));
+        // Names this architecture does not have (e.g. a 32-bit-only call) need no rule.
+        for nr in refused.iter().filter_map(|name| Sysno::from_str(name).ok()) {
+            program.push(pack_insn(JEQ_K, 0, 1, nr.id() as u32));
+            program.push(pack_insn(RET_K, 0, 0, RET_EPERM));
+        }
         // Compare i jumps to RET_ALLOW, which sits after the k compares and RET_USER_NOTIF.
         for (i, nr) in numbers.iter().enumerate() {
             program.push(pack_insn(JEQ_K, (k - i) as u8, 0, *nr));
@@ -158,7 +179,7 @@ mod compile {
             let hot = names(&[
                 "read", "futex", "openat", "sendmsg", "close", "brk", "mmap", "munmap", "write",
             ]);
-            let plan = compile(&hot).expect("compile");
+            let plan = compile(&hot, &["unshare"]).expect("compile");
             assert!(plan.is_learning());
             // openat is always notified, so 8 compares remain.
             assert_eq!(plan.rule_count, 8);
@@ -173,10 +194,37 @@ mod compile {
         }
 
         #[test]
+        fn refused_syscalls_and_namespace_clones_get_eperm_before_any_allow() {
+            let hot = names(&["clone", "sendmsg", "close", "brk", "mmap", "munmap", "write"]);
+            let plan = compile(&hot, &["unshare", "setns", "no_such_call"]).expect("compile");
+            let insns: Vec<_> = plan.program.iter().map(|i| unpack_insn(*i)).collect();
+            let first_allow_compare = insns
+                .iter()
+                .position(|&(c, jt, _, k)| c == JEQ_K && jt > 0 && k == Sysno::sendmsg.id() as u32)
+                .expect("hot compares");
+            for name in ["unshare", "setns"] {
+                let nr = Sysno::from_str(name).expect("known").id() as u32;
+                let at = insns
+                    .iter()
+                    .position(|&(c, _, jf, k)| c == JEQ_K && jf == 1 && k == nr)
+                    .unwrap_or_else(|| panic!("{name} has no rule"));
+                assert_eq!(insns[at + 1], (RET_K, 0, 0, RET_EPERM), "{name}");
+                assert!(at < first_allow_compare, "{name} is refused before anything is allowed");
+            }
+            let clone = insns
+                .iter()
+                .position(|&(c, _, jf, k)| c == JEQ_K && jf == 4 && k == Sysno::clone.id() as u32)
+                .expect("clone rule");
+            assert_eq!(insns[clone + 2], (JSET_K, 0, 1, CLONE_NS_FLAGS));
+            assert_eq!(insns[clone + 3], (RET_K, 0, 0, RET_EPERM));
+            assert_eq!(insns[clone + 4], (LD_W_ABS, 0, 0, 0));
+        }
+
+        #[test]
         fn the_handover_syscalls_must_be_hot() {
-            let err = compile(&names(&["read"])).expect_err("sendmsg missing");
+            let err = compile(&names(&["read"]), &[]).expect_err("sendmsg missing");
             assert!(matches!(err, LearnFilterError::MissingHandover("sendmsg")), "{err}");
-            assert!(matches!(compile(&names(&["nosuch"])), Err(LearnFilterError::Unknown(_))));
+            assert!(matches!(compile(&names(&["nosuch"]), &[]), Err(LearnFilterError::Unknown(_))));
         }
     }
 }

@@ -182,8 +182,11 @@ impl Setup {
         if profiles.is_empty() {
             bail!("no seccomp profiles found for {}", program.out.display());
         }
-        let seccomp = vitrine_sandbox::learn::compile(&hot_set(&profiles))
-            .context("compiling the learning filter")?;
+        let seccomp = vitrine_sandbox::learn::compile(
+            &hot_set(&profiles),
+            vitrine_policy::NEVER_ALLOWED_SYSCALLS,
+        )
+        .context("compiling the learning filter")?;
         Ok(Setup {
             program,
             base: args.base.clone(),
