@@ -23,7 +23,7 @@ impl RealLauncher {
     /// Starts the spawn thread, reports missing cgroup controllers, and kills and removes the
     /// cgroups a previous run left behind (a crash or SIGKILL of the supervisor).
     pub fn new(config: &Config, bus: &EventBus) -> anyhow::Result<Self> {
-        let inner = launch::Launcher::start(launch::Options::default())
+        let inner = launch::Launcher::start(launch::Options::daemon()?)
             .map_err(|e| anyhow::anyhow!(chain(&e)))?;
         let cgroups = inner.cgroups();
         tracing::info!("cgroups: {}", cgroups.summary());

@@ -99,6 +99,20 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The daemon's options: the cgroup root is `vitrine`, or `$VITRINE_CGROUP_ROOT` for a
+    /// second daemon on the same host (each daemon removes every leftover cgroup under its own
+    /// root at start, so two daemons must never share one).
+    pub fn daemon() -> anyhow::Result<Self> {
+        let Some(root) = std::env::var_os("VITRINE_CGROUP_ROOT") else {
+            return Ok(Options::default());
+        };
+        let root = root.to_string_lossy().into_owned();
+        let valid = (1..=64).contains(&root.len())
+            && root.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        anyhow::ensure!(valid, "VITRINE_CGROUP_ROOT={root:?}: use 1-64 of [A-Za-z0-9_-]");
+        Ok(Options { shim: None, cgroup_root: root })
+    }
+
     /// The options of `vitrine run`.
     pub fn run() -> Self {
         Options { shim: None, cgroup_root: RUN_CGROUP_ROOT.into() }

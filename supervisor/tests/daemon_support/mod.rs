@@ -154,6 +154,9 @@ profile = "default"
             .args(["serve", "--config"])
             .arg(self.path().join("vitrine.toml"))
             .env("RUST_LOG", "info")
+            // Test daemons run in parallel; each cleans up leftovers under its own cgroup root
+            // (stable for the box, so a restarted daemon finds its predecessor's leftovers).
+            .env("VITRINE_CGROUP_ROOT", self.cgroup_root())
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -165,6 +168,12 @@ profile = "default"
             .expect("spawn vitrine serve");
         self.daemon = Some(child);
         self.wait_until("the control socket answers", |b| b.try_status().is_some());
+    }
+
+    /// The cgroup root of this box's daemon.
+    pub fn cgroup_root(&self) -> String {
+        let dir = self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned());
+        format!("vitrine-{}", dir.unwrap_or_default())
     }
 
     pub fn daemon_pid(&self) -> u32 {
@@ -268,6 +277,13 @@ impl Drop for TestBox {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
         }
+        // The daemon removed its visualizations' cgroups; its (now empty) root goes too, in
+        // every v1 hierarchy or the v2 tree.
+        let root = self.cgroup_root();
+        for base in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(base.path().join(&root));
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&root));
     }
 }
 
