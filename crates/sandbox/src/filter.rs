@@ -8,13 +8,16 @@ use crate::sys;
 /// This is the last restriction before exec: from here on only the allowlist (plus `execveat`
 /// on the exec fd) is reachable.
 pub fn install(plan: &SeccompPlan) -> std::io::Result<()> {
-    let program: Vec<libc::sock_filter> = plan
-        .program
+    sys::filter::install(&unpacked(plan), 0).map(drop)
+}
+
+/// The plan's instructions in the kernel's layout.
+pub(crate) fn unpacked(plan: &SeccompPlan) -> Vec<libc::sock_filter> {
+    plan.program
         .iter()
         .map(|&insn| {
             let (code, jt, jf, k) = unpack_insn(insn);
             libc::sock_filter { code, jt, jf, k }
         })
-        .collect();
-    sys::filter::install(&program, 0)
+        .collect()
 }

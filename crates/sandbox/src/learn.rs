@@ -19,7 +19,7 @@ use std::os::fd::OwnedFd;
 #[path = "learn_decode.rs"]
 pub mod decode;
 
-use crate::plan::{SeccompPlan, unpack_insn};
+use crate::plan::SeccompPlan;
 pub use crate::sys::notify::{Notification, check_sizes, id_valid, recv, send_continue};
 
 /// `SeccompPlan::action` of a learning filter: the shim installs it with a listener.
@@ -70,15 +70,7 @@ impl SeccompPlan {
 /// Installs the plan's learning filter on the calling thread and returns its listener;
 /// `PR_SET_NO_NEW_PRIVS` must be set.
 pub fn install_listener(plan: &SeccompPlan) -> std::io::Result<OwnedFd> {
-    let program: Vec<libc::sock_filter> = plan
-        .program
-        .iter()
-        .map(|&insn| {
-            let (code, jt, jf, k) = unpack_insn(insn);
-            libc::sock_filter { code, jt, jf, k }
-        })
-        .collect();
-    crate::sys::notify::install_listener(&program)
+    crate::sys::notify::install_listener(&crate::filter::unpacked(plan))
 }
 
 #[cfg(feature = "supervisor")]

@@ -4,10 +4,11 @@ use std::io;
 
 use super::check;
 
-/// Installs `program` (already unpacked instructions) on the calling thread.
+/// Installs `program` (already unpacked instructions) on the calling thread and returns what
+/// seccomp(2) returned (a listener descriptor with `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
 ///
 /// seccompiler's `apply_filter` takes no flags; this is the same call with `flags` exposed.
-pub fn install(program: &[libc::sock_filter], flags: u32) -> io::Result<()> {
+pub fn install(program: &[libc::sock_filter], flags: u32) -> io::Result<libc::c_long> {
     let len = u16::try_from(program.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
     let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
@@ -21,5 +22,5 @@ pub fn install(program: &[libc::sock_filter], flags: u32) -> io::Result<()> {
             &prog as *const libc::sock_fprog,
         )
     };
-    check(ret).map(drop)
+    check(ret)
 }

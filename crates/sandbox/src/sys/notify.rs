@@ -22,20 +22,7 @@ pub struct Notification {
 /// Installs `program` on the calling thread with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns
 /// the listener. `PR_SET_NO_NEW_PRIVS` must be set.
 pub fn install_listener(program: &[libc::sock_filter]) -> io::Result<OwnedFd> {
-    let len = u16::try_from(program.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
-    let prog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
-    // SAFETY: `prog` points at `len` valid instructions that outlive the call; the kernel copies
-    // the program and returns a new descriptor (or -1) without keeping the pointer.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    let fd = check(ret)?;
+    let fd = super::filter::install(program, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u32)?;
     let fd = i32::try_from(fd).map_err(|_| io::Error::other("seccomp returned no descriptor"))?;
     Ok(super::fd::adopt(fd))
 }
