@@ -375,6 +375,8 @@ mod tests {
             }],
             vec!["/aurora".into()],
         );
+        // A runs nothing, and knows it (the stats loop tells it in the daemon).
+        a.peering.as_ref().expect("peering on").set_status(vec![], vec![]);
         // A controller sends to box A, which runs no `aurora`: the message reaches B's child,
         // validated there (50.0 is clamped to the range's 10.0) and without B's prefix.
         let controller = UdpSocket::bind("127.0.0.1:0").expect("controller");

@@ -60,8 +60,9 @@ pub struct Peering {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// Where this box may relay to each linked peer that lets it control its visualizations.
     remote: RwLock<HashMap<PeerId, Remote>>,
-    /// The OSC prefixes of every visualization on this box, running or not.
-    local: RwLock<Vec<String>>,
+    /// The OSC prefixes of every visualization on this box, running or not; `None` until the
+    /// daemon has loaded its policies and said so.
+    local: RwLock<Option<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Peering {

@@ -60,7 +60,8 @@ impl Peering {
     /// prefixes of what runs. `local_prefixes` are the prefixes of every visualization on this
     /// box, running or not: no peer may claim them.
     pub fn set_status(&self, visualizations: Vec<VisualizationState>, local_prefixes: Vec<String>) {
-        *self.local.write().unwrap_or_else(std::sync::PoisonError::into_inner) = local_prefixes;
+        *self.local.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(local_prefixes);
         for (role, doc) in documents(self.svc.id(), visualizations) {
             self.svc.set_status(role, serde_json::to_vec(&doc).unwrap_or_default());
         }
@@ -81,7 +82,7 @@ impl Peering {
             })
             .unwrap_or_default();
         let local = self.local.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let checked = check_prefixes(&announced, &local);
+        let checked = check_prefixes(&announced, local.as_deref().unwrap_or_default());
         let mut remote = self.remote.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = remote.get(&peer).map(|r| r.refused.clone()).unwrap_or_default();
         let report = (checked.refused != before && !checked.refused.is_empty())
@@ -100,11 +101,13 @@ impl Peering {
 
     /// The linked peers an OSC message to `address` is relayed to: those that announced a
     /// prefix it lies under, unless a visualization on this box has since taken that prefix.
+    /// Nothing is relayed before this box knows its own visualizations' prefixes.
     pub(super) fn relay_targets(&self, address: &str) -> Vec<PeerId> {
         if address.contains(['?', '*', '[', ']', '{', '}']) {
             return Vec::new();
         }
         let local = self.local.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(local) = local.as_ref() else { return Vec::new() };
         let remote = self.remote.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let under = |p: &String| {
             address.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/'))

@@ -88,6 +88,10 @@ async fn the_peer_socket_answers_the_cli_and_audits_changes() {
         serde_json::to_vec(&doc).expect("serializes")
     };
     let remote = |p: &Peering| p.remote.read().expect("lock").get(&stranger).cloned();
+    // Until this box knows its own prefixes, nothing is relayed.
+    peering.learn(stranger, &doc(true));
+    assert!(peering.relay_targets("/aurora/speed").is_empty());
+    peering.unlearn(&stranger);
     peering.set_status(vec![], vec!["/dew".into()]);
     assert_eq!(peering.learn(stranger, &doc(false)), None);
     assert_eq!(remote(&peering), None);
