@@ -35,9 +35,18 @@ pub(crate) async fn start(shared: Arc<Shared>, est: Established) -> bool {
         close: close_tx,
         since: SystemTime::now(),
     };
-    if !register(&shared, peer, handle) {
+    let addr = handle.addr;
+    if let Err(reason) = register(&shared, peer, handle) {
+        if reason == UNDER_OLD_KEY {
+            // A trust decision (one peer, one link), unlike a race of two dials: reported.
+            shared.emit(PeerEvent::HandshakeFailed {
+                peer: Some(peer),
+                addr,
+                reason: reason.into(),
+            });
+        }
         let mut pipe = est.pipe;
-        let _ = pipe.send(&Frame::Refused { reason: "already connected".into() }).await;
+        let _ = pipe.send(&Frame::Refused { reason: reason.into() }).await;
         return false;
     }
     tokio::spawn(run(shared, est, serial, out_rx, close_rx));
@@ -129,14 +138,14 @@ async fn run(
 /// Of a link under the peer's current key and one under a key it rotated away from, the
 /// current one wins. Of two links under the same key (both boxes dialed at once), both boxes
 /// keep the one dialed by the smaller ID, so they agree without talking.
-fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> bool {
+fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> Result<(), &'static str> {
     let keys = shared.keys_of(&peer);
     let current = keys.first().copied().unwrap_or(peer);
     let mut links = lock(&shared.links);
     for other in keys.iter().filter(|k| **k != peer) {
         if let Some(old) = links.get(other) {
             if *other == current {
-                return false;
+                return Err(UNDER_OLD_KEY);
             }
             old.close.send_replace(Some("replaced by a link under the current key".into()));
         }
@@ -144,13 +153,16 @@ fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> bool {
     if let Some(old) = links.get(&peer) {
         let keep_old = old.dialer != handle.dialer && old.dialer < handle.dialer;
         if keep_old {
-            return false;
+            return Err("already connected");
         }
         old.close.send_replace(Some("replaced by a newer link".into()));
     }
     links.insert(peer, handle);
-    true
+    Ok(())
 }
+
+/// Why a link under a key the peer rotated away from is refused.
+const UNDER_OLD_KEY: &str = "already linked under the peer's current key";
 
 /// Handles one inbound frame; `Ok(Some(_))` is a reply, `Err` a reason to close.
 fn on_frame(

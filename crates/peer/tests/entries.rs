@@ -123,6 +123,7 @@ async fn a_peer_has_one_link_and_one_rate_bucket_whichever_key_it_uses() {
     // And while it is up, a link under the old key is turned away.
     let _ = c.svc.connect(a.svc.local_addr()).await;
     c.wait("old link refused", is_disconnected(ida)).await;
+    a.wait("refusal reported", |e| matches!(e, PeerEvent::HandshakeFailed { peer: Some(p), reason, .. } if *p == old_id && reason.contains("current key"))).await;
     assert_eq!(a.svc.connected(), [new_id]);
     b.svc.send_osc(&ida, osc_packet()).unwrap();
     assert_eq!(a.recv_osc().await.peer, new_id);
