@@ -86,10 +86,10 @@ fn peers_list_and_forget_work_on_the_trust_store_offline() {
     assert_eq!(doc["peers"], serde_json::json!([]), "{out}");
     assert_eq!(doc["forgotten"][0]["id"], peer.to_string(), "{out}");
     // A ban written by the daemon before it stopped is shown until it ends.
-    let mut bans = BanList::default();
     let now = SystemTime::now();
     let until = now + std::time::Duration::from_secs(600);
-    bans.ban(Ban { id: peer, until, reason: "OSC rate limit exceeded".into() }, now);
+    let reason = "OSC rate limit exceeded".to_owned();
+    let bans = BanList { bans: vec![Ban { id: peer, since: Some(now), until, reason }] };
     bans.save(&dir.path().join("state/peer-bans.toml")).expect("bans");
     let (ok, out, err) = vitrine(&config, &["peers", "list"]);
     assert!(

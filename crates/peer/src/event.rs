@@ -80,8 +80,14 @@ pub enum PeerEvent {
     TrustReloaded {
         peers: usize,
     },
-    /// `peers.toml` changed on disk but is invalid; the previous contents stay in force.
+    /// `peers.toml` changed on disk but is invalid or unreadable; the previous contents stay
+    /// in force.
     TrustReloadFailed {
+        error: String,
+    },
+    /// `peer-bans.toml` cannot be read, parsed or written; the bans in memory stay in force
+    /// (and a ban not yet written is written as soon as possible).
+    BansKept {
         error: String,
     },
 }
@@ -112,6 +118,7 @@ impl PeerEvent {
             PeerEvent::Status { .. } => "peer_status",
             PeerEvent::TrustReloaded { .. } => "peer_trust_reloaded",
             PeerEvent::TrustReloadFailed { .. } => "peer_trust_rejected",
+            PeerEvent::BansKept { .. } => "peer_bans_kept",
         }
     }
 }

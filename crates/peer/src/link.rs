@@ -7,8 +7,6 @@ use std::time::{Instant, SystemTime};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
-use vitrine_osc::rate::TokenBucket;
-
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::{Frame, Rotate};
 use crate::handshake::{Established, Session};
@@ -37,9 +35,18 @@ pub(crate) async fn start(shared: Arc<Shared>, est: Established) -> bool {
         close: close_tx,
         since: SystemTime::now(),
     };
-    if !register(&shared, peer, handle) {
+    let addr = handle.addr;
+    if let Err(reason) = register(&shared, peer, handle) {
+        if reason == UNDER_OLD_KEY {
+            // A trust decision (one peer, one link), unlike a race of two dials: reported.
+            shared.emit(PeerEvent::HandshakeFailed {
+                peer: Some(peer),
+                addr,
+                reason: reason.into(),
+            });
+        }
         let mut pipe = est.pipe;
-        let _ = pipe.send(&Frame::Refused { reason: "already connected".into() }).await;
+        let _ = pipe.send(&Frame::Refused { reason: reason.into() }).await;
         return false;
     }
     tokio::spawn(run(shared, est, serial, out_rx, close_rx));
@@ -62,8 +69,6 @@ async fn run(
         addr: session.addr,
         dialed,
     });
-    let mut bucket =
-        TokenBucket::with_burst(shared.cfg.osc_rate, shared.cfg.osc_burst, Instant::now());
     let mut ping = tokio::time::interval(shared.cfg.ping_interval);
     // The first tick of an interval is immediate: the status goes out as soon as the link is up.
     let mut status = tokio::time::interval(shared.cfg.status_interval);
@@ -83,7 +88,7 @@ async fn run(
                 None => break "closed".into(),
             },
             _ = status.tick() => {
-                let doc = lock(&shared.status).clone();
+                let doc = shared.status_for(&peer);
                 if !doc.is_empty() {
                     if let Err(e) = pipe.send(&Frame::Status(doc)).await { break e.to_string() }
                 }
@@ -102,7 +107,7 @@ async fn run(
                     last_rx = Instant::now();
                     let status = match &frame { Frame::Status(doc) => Some(doc.clone()), _ => None };
                     shared.heard_from(peer, status);
-                    match on_frame(&shared, &session, &name, frame, &mut bucket) {
+                    match on_frame(&shared, &session, &name, frame) {
                         Ok(Some(reply)) => if let Err(e) = pipe.send(&reply).await { break e.to_string() },
                         Ok(None) => {}
                         Err(reason) => {
@@ -129,20 +134,35 @@ async fn run(
     }
 }
 
-/// Adds the link to the registry. Of two links with the same peer (both boxes dialed at once),
-/// both boxes keep the one dialed by the smaller ID, so they agree without talking.
-fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> bool {
+/// Adds the link to the registry; a peer has one link at most, whichever of its keys it uses.
+/// Of a link under the peer's current key and one under a key it rotated away from, the
+/// current one wins. Of two links under the same key (both boxes dialed at once), both boxes
+/// keep the one dialed by the smaller ID, so they agree without talking.
+fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> Result<(), &'static str> {
+    let keys = shared.keys_of(&peer);
+    let current = keys.first().copied().unwrap_or(peer);
     let mut links = lock(&shared.links);
+    for other in keys.iter().filter(|k| **k != peer) {
+        if let Some(old) = links.get(other) {
+            if *other == current {
+                return Err(UNDER_OLD_KEY);
+            }
+            old.close.send_replace(Some("replaced by a link under the current key".into()));
+        }
+    }
     if let Some(old) = links.get(&peer) {
         let keep_old = old.dialer != handle.dialer && old.dialer < handle.dialer;
         if keep_old {
-            return false;
+            return Err("already connected");
         }
         old.close.send_replace(Some("replaced by a newer link".into()));
     }
     links.insert(peer, handle);
-    true
+    Ok(())
 }
+
+/// Why a link under a key the peer rotated away from is refused.
+const UNDER_OLD_KEY: &str = "already linked under the peer's current key";
 
 /// Handles one inbound frame; `Ok(Some(_))` is a reply, `Err` a reason to close.
 fn on_frame(
@@ -150,7 +170,6 @@ fn on_frame(
     session: &Session,
     name: &str,
     frame: Frame,
-    bucket: &mut TokenBucket,
 ) -> Result<Option<Frame>, String> {
     let peer = session.peer;
     match frame {
@@ -162,7 +181,7 @@ fn on_frame(
                 }
                 None => return Err("no longer trusted".into()),
             }
-            if !bucket.try_take(Instant::now()) {
+            if !shared.take_token(&peer) {
                 return Err(violation(shared, peer, "OSC rate limit exceeded"));
             }
             let msg = InboundOsc {
@@ -218,11 +237,13 @@ fn on_rotate(
     if !moved {
         return Err("rotation from a key that is not the current pin".into());
     }
+    shared.rekey_bucket(&peer, new);
     shared.emit(PeerEvent::PeerRotated { old: peer, new });
     Ok(())
 }
 
-/// Bans the peer for the configured cooldown, reports it, and returns the close reason.
+/// Bans the peer (all keys of its trust entry) for the configured cooldown, reports it, and
+/// returns the close reason.
 fn violation(shared: &Shared, peer: PeerId, what: &str) -> String {
     shared.ban(peer, what);
     shared.emit(PeerEvent::Violation { peer, what: what.to_owned(), banned_for: shared.cfg.ban });

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, lookup_host};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::bans::{Ban, BanList};
+use crate::bans::{Ban, BanBook, Clock};
 use crate::discovery::Discovery;
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent};
@@ -22,9 +22,9 @@ use crate::identity::Identity;
 use crate::link;
 use crate::proof::rotation_message;
 use crate::shared::{
-    BanState, IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
+    IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
 };
-use crate::trust::{Forgotten, Role, Standing, TrustStore};
+use crate::trust::{Forgotten, Role, Standing, TrustStore, read_state};
 
 /// How often the trust store and the bans are re-read and the dialers look for work.
 const TICK: Duration = Duration::from_secs(1);
@@ -109,12 +109,12 @@ impl PeerService {
         let local_addr = listener
             .local_addr()
             .map_err(|source| PeerError::Listen { addr: cfg.listen, source })?;
-        let store = TrustStore::load(&cfg.trust_path)?;
-        let seen = std::fs::read_to_string(&cfg.trust_path).ok();
-        let mut bans = BanList::load(&cfg.bans_path)?;
-        bans.prune(SystemTime::now());
-        let bans_seen = std::fs::read_to_string(&cfg.bans_path).ok();
-        for b in &bans.bans {
+        let seen = read_state(&cfg.trust_path)?.unwrap_or_default();
+        let store = TrustStore::parse(&cfg.trust_path, &seen)?;
+        // Refusing to start beats starting without the bans (fail closed).
+        let now = Clock::now();
+        let bans = BanBook::load(&cfg.bans_path, cfg.ban, now)?;
+        for b in bans.all(now) {
             tracing::info!(peer = %b.id, until = %crate::trust::fmt_time(b.until), reason = %b.reason, "peer still banned");
         }
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -128,9 +128,10 @@ impl PeerService {
             gate: gate.clone(),
             identity: RwLock::new(identity.clone()),
             tls: RwLock::new(configs),
-            trust: Mutex::new(TrustState { store, seen }),
+            trust: Mutex::new(TrustState { store, seen: Some(seen), read_error: None }),
             links: Mutex::default(),
-            bans: Mutex::new(BanState { list: bans, seen: bans_seen }),
+            bans: Mutex::new(bans),
+            buckets: Mutex::default(),
             status: Mutex::default(),
             heard: Mutex::default(),
             pairing: Mutex::new(Pairing::default()),
@@ -170,28 +171,38 @@ impl PeerService {
         connect_and_run(&self.shared, addr).await
     }
 
-    /// The trust store with the live links, what each peer last told, and bans.
+    /// The trust store with the live links, what each peer last told, and bans. A peer's
+    /// link, status and ban are found under any of its keys.
     pub fn peers(&self) -> Vec<PeerInfo> {
         let store = lock(&self.shared.trust).store.clone();
-        let now = SystemTime::now();
-        let bans = lock(&self.shared.bans).list.clone();
-        let heard = lock(&self.shared.heard).clone();
-        let links = lock(&self.shared.links);
+        let now = Clock::now();
         store
             .peers
             .iter()
             .map(|e| {
-                let h = heard.get(&e.id).cloned().unwrap_or_default();
+                let keys = store.keys_of(&e.id);
+                let linked = self.shared.linked_key(&e.id);
+                let heard = lock(&self.shared.heard);
+                let h = linked
+                    .iter()
+                    .chain(&keys)
+                    .find_map(|k| heard.get(k))
+                    .cloned()
+                    .unwrap_or_default();
+                drop(heard);
+                let links = lock(&self.shared.links);
+                let connected = linked.and_then(|k| links.get(&k)).map(|l| (l.addr, l.since));
+                drop(links);
                 PeerInfo {
                     id: e.id,
                     name: e.name.clone(),
                     role: e.role,
                     addresses: e.addresses.clone(),
-                    connected: links.get(&e.id).map(|l| (l.addr, l.since)),
+                    connected,
                     last_seen: h.last_seen,
                     status: h.status,
                     down: h.down,
-                    banned: bans.active(&e.id, now).cloned(),
+                    banned: lock(&self.shared.bans).active(&keys, now),
                 }
             })
             .collect()
@@ -199,9 +210,7 @@ impl PeerService {
 
     /// Bans in force (pinned peers or not).
     pub fn bans(&self) -> Vec<Ban> {
-        let now = SystemTime::now();
-        let list = lock(&self.shared.bans).list.clone();
-        list.bans.into_iter().filter(|b| b.until > now).collect()
+        lock(&self.shared.bans).all(Clock::now())
     }
 
     /// Keys refused until a new pairing.
@@ -209,10 +218,15 @@ impl PeerService {
         lock(&self.shared.trust).store.forgotten.clone()
     }
 
-    /// Replaces this box's status document, which every link sends to its peer each
-    /// `status_interval` (and once when it comes up).
-    pub fn set_status(&self, doc: Vec<u8>) {
-        *lock(&self.shared.status) = doc;
+    /// Replaces this box's status document for peers of `role`, which every link sends to
+    /// its peer each `status_interval` (and once when it comes up), choosing by the peer's
+    /// role at each send. A peer without a role gets nothing.
+    pub fn set_status(&self, role: Role, doc: Vec<u8>) {
+        let mut docs = lock(&self.shared.status);
+        match role {
+            Role::Controller => docs.controller = doc,
+            Role::Observer => docs.observer = doc,
+        }
     }
 
     /// IDs with a live link.
@@ -265,27 +279,25 @@ impl PeerService {
 
     /// Removes the pin, records the refusal, and closes the live link at once.
     pub fn forget(&self, peer: &PeerId) -> Result<bool, PeerError> {
+        let keys = self.shared.keys_of(peer);
         let existed = self.shared.modify_trust(|s| s.forget(peer, SystemTime::now()))?;
-        self.shared.close_link(peer, "forgotten");
+        for key in &keys {
+            self.shared.close_link(key, "forgotten");
+        }
         self.shared.emit(PeerEvent::Forgotten { peer: *peer });
         Ok(existed)
     }
 
-    /// Relays an OSC packet to a peer (which accepts it only if it gave us the controller role).
+    /// Relays an OSC packet to a peer (which accepts it only if it gave us the controller role)
+    /// over its link, under whichever of its keys the link runs.
     pub fn send_osc(&self, peer: &PeerId, packet: Vec<u8>) -> Result<(), PeerError> {
         self.send(peer, Frame::Osc(packet))
     }
 
-    /// Sends a status document to every live peer.
-    pub fn broadcast_status(&self, payload: &[u8]) {
-        for l in lock(&self.shared.links).values() {
-            let _ = l.out.try_send(Frame::Status(payload.to_vec()));
-        }
-    }
-
     fn send(&self, peer: &PeerId, frame: Frame) -> Result<(), PeerError> {
+        let key = self.shared.linked_key(peer).ok_or(PeerError::NotConnected(*peer))?;
         let links = lock(&self.shared.links);
-        let link = links.get(peer).ok_or(PeerError::NotConnected(*peer))?;
+        let link = links.get(&key).ok_or(PeerError::NotConnected(*peer))?;
         link.out.try_send(frame).map_err(|_| PeerError::NotConnected(*peer))
     }
 
@@ -463,7 +475,9 @@ async fn maintain_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// the smaller ID dials, so they do not race.
 async fn wanted_addresses(shared: &Arc<Shared>) -> Vec<SocketAddr> {
     let me = shared.me();
-    let connected: Vec<PeerId> = lock(&shared.links).keys().copied().collect();
+    // A peer linked under any of its keys counts as connected.
+    let linked: Vec<PeerId> = lock(&shared.links).keys().copied().collect();
+    let connected: Vec<PeerId> = linked.iter().flat_map(|k| shared.keys_of(k)).collect();
     let connected_addrs: Vec<SocketAddr> = lock(&shared.links).values().map(|l| l.addr).collect();
     let mut out = Vec::new();
     for spec in &shared.cfg.static_peers {
@@ -473,7 +487,7 @@ async fn wanted_addresses(shared: &Arc<Shared>) -> Vec<SocketAddr> {
     }
     let store = lock(&shared.trust).store.clone();
     let discovered = lock(&shared.discovered).clone();
-    for e in store.peers.iter().filter(|e| !connected.contains(&e.id)) {
+    for e in store.peers.iter().filter(|e| !connected.contains(&e.id) && !shared.banned(&e.id)) {
         if let Some(a) = e.addresses.iter().find_map(|a| a.parse::<SocketAddr>().ok()) {
             out.push(a);
         }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::bans::{Ban, BanList};
+use vitrine_osc::rate::TokenBucket;
+
+use crate::bans::{Ban, BanBook, Clock, Reload};
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::Frame;
@@ -21,7 +23,7 @@ use crate::id::PeerId;
 use crate::identity::{Identity, IdentityOptions};
 use crate::proof::SiteKey;
 use crate::tls::{self, Gate};
-use crate::trust::{Role, Standing, TrustStore};
+use crate::trust::{Role, Standing, TrustStore, read_state};
 
 /// Everything the peer service needs to know; see [`PeerConfig::new`] for the defaults.
 #[derive(Debug, Clone)]
@@ -141,10 +143,12 @@ pub(crate) struct Pairing {
     pub sessions: HashMap<PeerId, PairSession>,
 }
 
-pub(crate) struct BanState {
-    pub list: BanList,
-    /// The file contents last read or written, to notice edits by hand.
-    pub seen: Option<String>,
+/// This box's status document in two versions: observers get what the box runs, controllers
+/// also what they may send OSC to. Neither names other peers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StatusDocs {
+    pub controller: Vec<u8>,
+    pub observer: Vec<u8>,
 }
 
 /// What this box last heard from a peer, kept after its link goes down.
@@ -160,8 +164,10 @@ pub(crate) struct Heard {
 
 pub(crate) struct TrustState {
     pub store: TrustStore,
-    /// The file contents last read or written, to notice edits by hand.
+    /// The file contents last read or written (`""` for no file), to notice edits by hand.
     pub seen: Option<String>,
+    /// The last read error reported, so that a lasting one is reported once.
+    pub read_error: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -172,9 +178,12 @@ pub(crate) struct Shared {
     pub tls: RwLock<TlsConfigs>,
     pub trust: Mutex<TrustState>,
     pub links: Mutex<HashMap<PeerId, LinkHandle>>,
-    pub bans: Mutex<BanState>,
-    /// This box's status document, sent over every link each `status_interval`.
-    pub status: Mutex<Vec<u8>>,
+    pub bans: Mutex<BanBook>,
+    /// OSC rate buckets by the current key of each trust entry: a peer's links, one after
+    /// the other and under any of its keys, draw from one bucket.
+    pub buckets: Mutex<HashMap<PeerId, TokenBucket>>,
+    /// This box's status, sent over every link each `status_interval`, by the peer's role.
+    pub status: Mutex<StatusDocs>,
     pub heard: Mutex<HashMap<PeerId, Heard>>,
     pub pairing: Mutex<Pairing>,
     pub rotate_acks: Mutex<HashMap<PeerId, oneshot::Sender<()>>>,
@@ -268,41 +277,72 @@ impl Shared {
         }
     }
 
-    pub fn banned(&self, id: &PeerId) -> bool {
-        lock(&self.bans).list.active(id, SystemTime::now()).is_some()
+    /// Every key of the trust entry `id` belongs to, its current key first.
+    pub fn keys_of(&self, id: &PeerId) -> Vec<PeerId> {
+        lock(&self.trust).store.keys_of(id)
     }
 
-    /// Refuses `id` for the configured cooldown and writes the ban to disk, so a restart of
-    /// the daemon does not lift it. A failed write is reported; the ban holds in memory.
+    /// The ban in force on the peer `id` belongs to, under any of its keys.
+    pub fn ban_of(&self, id: &PeerId) -> Option<Ban> {
+        let keys = self.keys_of(id);
+        lock(&self.bans).active(&keys, Clock::now())
+    }
+
+    pub fn banned(&self, id: &PeerId) -> bool {
+        self.ban_of(id).is_some()
+    }
+
+    /// Refuses the peer `id` belongs to (all its keys) for the configured cooldown, closes
+    /// its links, and writes the ban to disk so a restart of the daemon does not lift it. A
+    /// failed write is reported; the ban holds in memory and the write is retried.
     pub fn ban(&self, id: PeerId, reason: &str) {
-        let now = SystemTime::now();
-        let ban = Ban { id, until: now + self.cfg.ban, reason: reason.to_owned() };
-        let mut state = lock(&self.bans);
-        state.list.ban(ban, now);
-        match state.list.save(&self.cfg.bans_path) {
-            Ok(()) => state.seen = Some(state.list.to_toml()),
-            Err(e) => {
-                tracing::warn!(path = %self.cfg.bans_path.display(), error = %e, "ban not saved")
-            }
+        let path = &self.cfg.bans_path;
+        let problem = lock(&self.bans).ban(path, id, reason, self.cfg.ban, Clock::now());
+        if let Some(error) = problem {
+            self.emit(PeerEvent::BansKept { error });
+        }
+        for key in self.keys_of(&id) {
+            self.close_link(&key, reason);
         }
     }
 
     /// Re-reads the ban file when it changed on disk (an entry deleted by hand lifts a ban).
-    /// An invalid file is reported and the bans in memory stay in force.
+    /// A file that cannot be read or parsed is reported and the bans in memory stay in force.
     pub fn reload_bans_if_changed(&self) {
-        let mut state = lock(&self.bans);
-        let text = std::fs::read_to_string(&self.cfg.bans_path).unwrap_or_default();
-        if state.seen.as_deref() == Some(text.as_str()) {
-            return;
+        let outcome = lock(&self.bans).reload(&self.cfg.bans_path, Clock::now());
+        if let Reload::Kept(error) = outcome {
+            self.emit(PeerEvent::BansKept { error });
         }
-        let parsed = BanList::parse(&self.cfg.bans_path, &text);
-        state.seen = Some(text);
-        match parsed {
-            Ok(list) => state.list = list,
-            Err(e) => {
-                drop(state);
-                self.emit(PeerEvent::TrustReloadFailed { error: e.to_string() });
-            }
+    }
+
+    /// Takes one token from the OSC bucket of the peer `id` belongs to.
+    pub fn take_token(&self, id: &PeerId) -> bool {
+        let entry = self.keys_of(id).first().copied().unwrap_or(*id);
+        let now = Instant::now();
+        let (rate, burst) = (self.cfg.osc_rate, self.cfg.osc_burst);
+        let mut buckets = lock(&self.buckets);
+        buckets
+            .entry(entry)
+            .or_insert_with(|| TokenBucket::with_burst(rate, burst, now))
+            .try_take(now)
+    }
+
+    /// Moves a peer's rate bucket to its new key, so rotating does not refill it.
+    pub fn rekey_bucket(&self, old: &PeerId, new: PeerId) {
+        let mut buckets = lock(&self.buckets);
+        if let Some(bucket) = buckets.remove(old) {
+            buckets.insert(new, bucket);
+        }
+    }
+
+    /// The status document for the peer `id`, by its current role; empty for no role.
+    pub fn status_for(&self, id: &PeerId) -> Vec<u8> {
+        let role = self.role_of(id);
+        let docs = lock(&self.status);
+        match role {
+            Some(Role::Controller) => docs.controller.clone(),
+            Some(Role::Observer) => docs.observer.clone(),
+            None => Vec::new(),
         }
     }
 
@@ -338,7 +378,22 @@ impl Shared {
         // Read under the lock: a write by `modify_trust` between reading and comparing would
         // otherwise make the older text look like a new edit and undo the write.
         let mut state = lock(&self.trust);
-        let text = std::fs::read_to_string(&self.cfg.trust_path).unwrap_or_default();
+        let text = match read_state(&self.cfg.trust_path) {
+            Ok(text) => text.unwrap_or_default(),
+            Err(e) => {
+                // The store in memory stays in force: reading it as empty would drop every
+                // pin and, worse, every forgotten record.
+                let error = crate::service::error_chain(&e);
+                let new = state.read_error.as_deref() != Some(error.as_str());
+                state.read_error = Some(error.clone());
+                drop(state);
+                if new {
+                    self.emit(PeerEvent::TrustReloadFailed { error });
+                }
+                return None;
+            }
+        };
+        state.read_error = None;
         if state.seen.as_deref() == Some(text.as_str()) {
             return None;
         }
@@ -374,7 +429,8 @@ impl Shared {
         Ok(r)
     }
 
-    /// Closes links whose key is no longer trusted (after a reload or a forget).
+    /// Closes links whose key is no longer trusted (after a reload or a forget), and drops
+    /// the rate buckets of entries that are gone.
     pub fn close_untrusted_links(&self) {
         let ids: Vec<PeerId> = lock(&self.links).keys().copied().collect();
         for id in ids {
@@ -382,6 +438,15 @@ impl Shared {
                 self.close_link(&id, "no longer trusted");
             }
         }
+        let store = lock(&self.trust).store.clone();
+        lock(&self.buckets).retain(|id, _| store.peers.iter().any(|e| e.id == *id));
+    }
+
+    /// The key of the live link with the peer `id` belongs to, if any.
+    pub fn linked_key(&self, id: &PeerId) -> Option<PeerId> {
+        let keys = self.keys_of(id);
+        let links = lock(&self.links);
+        keys.into_iter().find(|k| links.contains_key(k))
     }
 
     pub fn close_link(&self, id: &PeerId, reason: &str) {

@@ -99,13 +99,9 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
-    /// Reads the store; a missing file is an empty store.
+    /// Reads the store; a missing file is an empty store, any other read error is an error.
     pub fn load(path: &Path) -> Result<Self, TrustError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(TrustError::Read { path: path.to_owned(), source }),
-        }
+        load_state(path, Self::parse)
     }
 
     /// Parses the text of a store; errors name `path:line:col`.
@@ -185,6 +181,24 @@ impl TrustStore {
             return Standing::Forgotten;
         }
         Standing::Stranger
+    }
+
+    /// The entry `id` belongs to, as its current key or as any key it rotated away from (in
+    /// its grace period or not: the entry is still the same peer).
+    pub fn entry_of(&self, id: &PeerId) -> Option<&PeerEntry> {
+        self.peers
+            .iter()
+            .find(|e| e.id == *id)
+            .or_else(|| self.peers.iter().find(|e| e.previous.iter().any(|k| k.id == *id)))
+    }
+
+    /// Every key of the peer `id` belongs to, its current key first; just `id` for a key no
+    /// entry holds. Bans, links and rate limits apply to all of them together.
+    pub fn keys_of(&self, id: &PeerId) -> Vec<PeerId> {
+        match self.entry_of(id) {
+            Some(e) => std::iter::once(e.id).chain(e.previous.iter().map(|k| k.id)).collect(),
+            None => vec![*id],
+        }
     }
 
     /// Pins a peer. A human pairing clears a forgotten record; callers on the automatic
@@ -327,6 +341,28 @@ impl From<&PeerEntry> for OutPeer {
     }
 }
 
+/// Reads a state file the service keeps and people may edit: `None` when it does not exist.
+/// Any other failure is an error, never an empty file: reading a trust store or a ban list
+/// as empty would drop pins, forgotten records or bans.
+pub(crate) fn read_state(path: &Path) -> Result<Option<String>, TrustError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TrustError::Read { path: path.to_owned(), source }),
+    }
+}
+
+/// Reads and parses a state file; a missing file is the default value.
+pub(crate) fn load_state<T: Default>(
+    path: &Path,
+    parse: impl FnOnce(&Path, &str) -> Result<T, TrustError>,
+) -> Result<T, TrustError> {
+    match read_state(path)? {
+        Some(text) => parse(path, &text),
+        None => Ok(T::default()),
+    }
+}
+
 pub fn fmt_time(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -384,6 +420,11 @@ mod tests {
         assert_eq!(back.standing(&id(1), later), Standing::Stranger);
         assert_eq!(back.standing(&id(2), now), Standing::Forgotten);
         assert_eq!(back.standing(&id(9), now), Standing::Stranger);
+        // The rotated entry is one peer with two keys, also once the grace period is over.
+        assert_eq!(back.keys_of(&id(1)), [id(3), id(1)]);
+        assert_eq!(back.keys_of(&id(3)), [id(3), id(1)]);
+        assert_eq!(back.entry_of(&id(1)).map(|e| e.id), Some(id(3)));
+        assert_eq!(back.keys_of(&id(9)), [id(9)]);
     }
 
     #[test]

@@ -335,7 +335,9 @@ async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
         c.status_interval = Duration::from_millis(300);
     };
     let b = start(Setup { identity: ib, tune, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
-    b.svc.set_status(br#"{"visualizations":["aurora"]}"#.to_vec());
+    // B tells controllers more than observers; A, an observer of B, gets the observer version.
+    b.svc.set_status(Role::Observer, br#"{"visualizations":["aurora"]}"#.to_vec());
+    b.svc.set_status(Role::Controller, br#"{"visualizations":["aurora"],"osc":true}"#.to_vec());
     let cable = Cable::to(b.svc.local_addr()).await;
     // A knows B only at the cable's address, and dials it by itself.
     let mut a = start(Setup { identity: ia, tune, ..Setup::new("a") }).await;
@@ -371,4 +373,17 @@ async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
     a.wait("reconnected", is_connected(idb)).await;
     let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
     assert!(info.connected.is_some() && info.down.is_none() && info.status.is_some());
+}
+
+#[tokio::test]
+async fn peering_does_not_start_on_a_ban_file_it_cannot_read() {
+    // Starting as if there were no bans would lift them all: refuse, and name the file.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = vitrine_peer::PeerConfig::new("a", dir.path(), "127.0.0.1:0".parse().unwrap());
+    std::fs::create_dir(&cfg.bans_path).unwrap();
+    let ident = Identity::generate().unwrap();
+    let err = vitrine_peer::PeerService::start(cfg, ident, vitrine_peer::IdentitySource::Memory)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("peer-bans.toml"), "{err}");
 }

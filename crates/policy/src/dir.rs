@@ -75,7 +75,7 @@ fn clashes(policies: &[Policy]) -> Vec<Clash> {
 }
 
 /// `/a` and `/a/b` overlap: a message to `/a/b/x` could belong to either.
-fn prefixes_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn prefixes_overlap(a: &str, b: &str) -> bool {
     let under =
         |x: &str, y: &str| x == y || x.strip_prefix(y).is_some_and(|rest| rest.starts_with('/'));
     under(a, b) || under(b, a)

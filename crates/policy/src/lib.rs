@@ -52,6 +52,19 @@ pub use schema::schema;
 pub use seccomp::NEVER as NEVER_ALLOWED_SYSCALLS;
 pub use source::MAX_FILE_SIZE;
 
+/// Checks an OSC address prefix by the rules of a policy's `[osc] prefix` (`/a/b`, printable
+/// ASCII, no pattern characters, no empty parts, at most 255 bytes), for prefixes that come from
+/// elsewhere, such as a peer's status. The error says what is wrong.
+pub fn check_osc_prefix(prefix: &str) -> Result<(), String> {
+    values::osc_address(prefix).map(drop).map_err(|bad| bad.message)
+}
+
+/// Whether two OSC prefixes overlap (`/a` and `/a/b` do, `/a` and `/ab` do not): a message
+/// under one could belong to the other.
+pub fn osc_prefixes_overlap(a: &str, b: &str) -> bool {
+    dir::prefixes_overlap(a, b)
+}
+
 /// What loading a policy needs from outside the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadContext {

@@ -111,13 +111,14 @@ fn list(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
         }
         let rows = store
             .peers
-            .into_iter()
+            .iter()
             .map(|e| PeerRow {
-                banned: bans.active(&e.id, now).map(peering::ban_row),
+                // A ban on any key of the peer (current or rotated away from) is its ban.
+                banned: bans.active(&store.keys_of(&e.id), now).map(peering::ban_row),
                 id: e.id.to_string(),
-                name: e.name,
+                name: e.name.clone(),
                 role: e.role,
-                addresses: e.addresses,
+                addresses: e.addresses.clone(),
                 connected: None,
                 last_seen: None,
                 down: None,

@@ -131,6 +131,7 @@ impl Companions {
                                 osc_prefix: prefixes.get(&u.name).cloned(),
                             })
                             .collect(),
+                        units.iter().map(|u| u.osc_prefix.clone()).collect(),
                     );
                 }
                 for unit in units {
@@ -366,11 +367,16 @@ mod tests {
         let port = child.local_addr().expect("addr").port();
         let hub_b = b.hub.clone().expect("hub");
         hub_b.attach("aurora", &schema(), Delivery::Udp { socket: ours, port }).expect("attach");
-        peering_b.set_status(vec![VisualizationState {
-            name: "aurora".into(),
-            state: "running".into(),
-            osc_prefix: Some("/aurora".into()),
-        }]);
+        peering_b.set_status(
+            vec![VisualizationState {
+                name: "aurora".into(),
+                state: "running".into(),
+                osc_prefix: Some("/aurora".into()),
+            }],
+            vec!["/aurora".into()],
+        );
+        // A runs nothing, and knows it (the stats loop tells it in the daemon).
+        a.peering.as_ref().expect("peering on").set_status(vec![], vec![]);
         // A controller sends to box A, which runs no `aurora`: the message reaches B's child,
         // validated there (50.0 is clamped to the range's 10.0) and without B's prefix.
         let controller = UdpSocket::bind("127.0.0.1:0").expect("controller");

@@ -38,13 +38,14 @@ pub async fn serve<L: Launcher>(
         ctx,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let report = daemon.reload().await;
+    // After the first load, so that the first status peers get (and the prefixes no peer may
+    // claim) already name every visualization.
     let stats_daemon = daemon.clone();
     companions.follow_stats(move || {
         let daemon = stats_daemon.clone();
         async move { daemon.status(None).await.unwrap_or_default() }
     });
-
-    let report = daemon.reload().await;
     tracing::info!(
         "loaded {} visualization(s) from {}; {} file(s) rejected",
         report.added.len(),

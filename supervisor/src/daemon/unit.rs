@@ -56,6 +56,9 @@ pub struct UnitStatus {
     /// OOM exits counted by the supervisor over the daemon's life.
     pub oom_exits: u64,
     pub policy: String,
+    /// The policy's `[osc] prefix`, for peering (no peer may claim it); not shown.
+    #[serde(skip)]
+    pub osc_prefix: String,
     /// After a seccomp kill: the policy change that would allow the syscall.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
@@ -325,6 +328,7 @@ impl<L: Launcher> Driver<L> {
             stats: self.child.as_ref().and_then(Sandboxed::stats),
             oom_exits: self.oom_exits,
             policy: self.policy.source.display().to_string(),
+            osc_prefix: self.policy.osc.prefix.clone(),
             fix: match self.machine.last_exit() {
                 Some(ExitReason::Seccomp { syscall }) => {
                     crate::events::seccomp_fix(syscall, &self.policy.source.display().to_string())
