@@ -484,9 +484,8 @@ fn arguments_unknown_numbers_and_lossy_paths_are_comments_not_grants() {
         return;
     };
     let (path, text) = learn(&lab, "learn-odd", &[], &[bin.to_str().expect("utf-8")], "30s");
-    let granted = |name: &str| {
-        text.lines().any(|l| l.trim_start().starts_with(&format!("\"{name}\"")))
-    };
+    let granted =
+        |name: &str| text.lines().any(|l| l.trim_start().starts_with(&format!("\"{name}\"")));
     for name in ["socket", "ioctl", "syscall 1000"] {
         assert!(!granted(name), "{name} is granted by name");
     }

@@ -648,31 +648,10 @@ mod tests {
 
     /// What the listener records for these calls (name, arguments) under these profiles.
     fn observe(profiles: &[Candidate<Syscalls>], calls: &[(&str, [u64; 6])]) -> Observed {
-        use super::super::listener::{Verdict, describe_args, verdict};
+        let values: Vec<Syscalls> = profiles.iter().map(|c| c.value.clone()).collect();
         let mut seen = Observed::new(profiles.len());
         for (name, args) in calls {
-            if let Some(n) = seen.syscalls.entry((*name).to_owned(), || 0) {
-                *n += 1;
-            }
-            for (i, p) in profiles.iter().enumerate() {
-                match verdict(&p.value, name, args) {
-                    Verdict::Allowed => {}
-                    Verdict::NoRule => {
-                        seen.beyond[i].insert((*name).to_owned());
-                    }
-                    Verdict::OtherArgs(at) => {
-                        let c =
-                            seen.conditioned[i].entry((*name).to_owned()).or_insert_with(|| {
-                                super::super::listener::Conditioned {
-                                    calls: 0,
-                                    args: Capped::new(4),
-                                }
-                            });
-                        c.calls += 1;
-                        c.args.insert(describe_args(name, args, &at));
-                    }
-                }
-            }
+            seen.syscall(&values, name, args);
         }
         seen
     }

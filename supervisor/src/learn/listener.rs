@@ -243,28 +243,36 @@ fn handle(
         seen.discarded += 1;
         return Ok(());
     }
-    if let Some(calls) = seen.syscalls.entry(name.clone(), || 0) {
-        *calls += 1;
-    }
-    for (i, profile) in candidates.iter().enumerate() {
-        match verdict(profile, &name, &n.args) {
-            Verdict::Allowed => {}
-            Verdict::NoRule => {
-                seen.beyond[i].insert(name.clone());
-            }
-            Verdict::OtherArgs(indices) => {
-                let c = seen.conditioned[i]
-                    .entry(name.clone())
-                    .or_insert_with(|| Conditioned { calls: 0, args: Capped::new(MAX_ARGS) });
-                c.calls += 1;
-                c.args.insert(describe_args(&name, &n.args, &indices));
-            }
-        }
-    }
+    seen.syscall(candidates, &name, &n.args);
     for fact in facts {
         record(seen, fact);
     }
     Ok(())
+}
+
+impl Observed {
+    /// Counts a call and records what each candidate profile would do with it; only for
+    /// recorded syscall names, so the per-profile sets are bounded by the same cap.
+    pub fn syscall(&mut self, candidates: &[Syscalls], name: &str, args: &[u64; 6]) {
+        let Some(calls) = self.syscalls.entry(name.to_owned(), || 0) else { return };
+        *calls += 1;
+        let seen = self;
+        for (i, profile) in candidates.iter().enumerate() {
+            match verdict(profile, name, args) {
+                Verdict::Allowed => {}
+                Verdict::NoRule => {
+                    seen.beyond[i].insert(name.to_owned());
+                }
+                Verdict::OtherArgs(indices) => {
+                    let c = seen.conditioned[i]
+                        .entry(name.to_owned())
+                        .or_insert_with(|| Conditioned { calls: 0, args: Capped::new(MAX_ARGS) });
+                    c.calls += 1;
+                    c.args.insert(describe_args(name, args, &indices));
+                }
+            }
+        }
+    }
 }
 
 /// The syscall's name, or `syscall N` for a number the table does not know.
@@ -437,6 +445,24 @@ mod tests {
         }
         assert_eq!(counts.get(&"read".to_owned()), Some(&2));
         assert_eq!(counts.dropped, 1);
+    }
+
+    #[test]
+    fn endless_unknown_numbers_do_not_grow_the_per_profile_sets() {
+        let profile = Syscalls {
+            profile: "t".into(),
+            profile_path: "/t".into(),
+            rules: vec![],
+            allow: vec![],
+            action: vitrine_policy::SeccompAction::Kill,
+        };
+        let mut seen = Observed::new(1);
+        for nr in 0..MAX_SYSCALLS as i32 + 500 {
+            seen.syscall(std::slice::from_ref(&profile), &syscall_name(100_000 + nr), &[0; 6]);
+        }
+        assert_eq!(seen.syscalls.len(), MAX_SYSCALLS);
+        assert_eq!(seen.syscalls.dropped, 500);
+        assert_eq!(seen.beyond[0].len(), MAX_SYSCALLS);
     }
 
     #[test]
