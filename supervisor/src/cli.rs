@@ -141,6 +141,9 @@ pub enum PolicyCommand {
         /// Where to write the draft; default ./NAME.toml (refused if it exists).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the file at --out if it exists.
+        #[arg(long)]
+        force: bool,
         /// Stop the program after this long (e.g. 30s, 2m).
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         duration: std::time::Duration,

@@ -102,12 +102,32 @@ impl std::fmt::Display for ExitReason {
     }
 }
 
-/// The policy change that would allow the syscall a seccomp kill named (`ptrace (101)`):
-/// `add "ptrace" to [syscalls] allow in FILE`. `None` when the kernel did not name it.
-pub fn seccomp_fix(syscall: &str, policy: &str) -> Option<String> {
+/// The one-line policy change that would allow the syscall a seccomp kill named
+/// (`sched_setaffinity (203)`): `to allow it, add "sched_setaffinity" to [syscalls] allow in
+/// FILE`. A syscall no policy may allow says so instead, and one the profile allows only with
+/// other arguments is not suggested by name (that would allow every argument). `None` when
+/// the kernel did not name the syscall.
+pub fn seccomp_fix(syscall: &str, policy: &vitrine_policy::Policy) -> Option<String> {
+    fix_for(syscall, &policy.source.display().to_string(), &policy.syscalls)
+}
+
+fn fix_for(syscall: &str, source: &str, filter: &vitrine_policy::Syscalls) -> Option<String> {
     let name = syscall.split_whitespace().next()?;
-    let known = syscalls::Sysno::from_str(name).is_ok();
-    known.then(|| format!("add \"{name}\" to [syscalls] allow in {policy}"))
+    syscalls::Sysno::from_str(name).ok()?;
+    if vitrine_policy::NEVER_ALLOWED_SYSCALLS.contains(&name) {
+        return Some(format!(
+            "no policy may allow \"{name}\": it is never allowed in a vitrine sandbox"
+        ));
+    }
+    if filter.rules.iter().any(|r| r.syscall == name) {
+        return Some(format!(
+            "profile \"{}\" allows \"{name}\" only with certain arguments; adding it to \
+             [syscalls] allow in {source} would allow every argument, so learn the program \
+             again (`vitrine policy learn`) rather than allowing it by name",
+            filter.profile
+        ));
+    }
+    Some(format!("to allow it, add \"{name}\" to [syscalls] allow in {source}"))
 }
 
 /// An event with its place in the sequence and the time it was published.
@@ -217,13 +237,39 @@ mod tests {
     }
 
     #[test]
-    fn a_named_seccomp_kill_says_how_to_allow_it() {
+    fn a_named_seccomp_kill_says_how_to_allow_it_when_a_policy_may() {
+        use vitrine_policy::{ArgCondition, ArgOp, SeccompAction, SyscallRule, Syscalls};
+        let filter = Syscalls {
+            profile: "default".into(),
+            profile_path: "/p/default.json".into(),
+            rules: vec![
+                SyscallRule { syscall: "read".into(), args: vec![] },
+                SyscallRule {
+                    syscall: "socket".into(),
+                    args: vec![ArgCondition { index: 0, dword: true, op: ArgOp::Eq, val: 1 }],
+                },
+            ],
+            allow: vec![],
+            action: SeccompAction::Kill,
+        };
+        let fix = |s: &str| fix_for(s, "/etc/vitrine/policies/a.toml", &filter);
         assert_eq!(
-            seccomp_fix("ptrace (101)", "/etc/vitrine/policies/a.toml").as_deref(),
-            Some("add \"ptrace\" to [syscalls] allow in /etc/vitrine/policies/a.toml")
+            fix("sched_setaffinity (203)").as_deref(),
+            Some(
+                "to allow it, add \"sched_setaffinity\" to [syscalls] allow in \
+                 /etc/vitrine/policies/a.toml"
+            )
         );
-        assert_eq!(seccomp_fix("syscall unknown (no kernel audit record found)", "p"), None);
-        assert_eq!(seccomp_fix("syscall 999 (999)", "p"), None);
+        // `policy check` refuses these by name: never suggest them.
+        for never in ["ptrace (101)", "unshare (272)", "mount (165)"] {
+            let f = fix(never).expect("named");
+            assert!(f.starts_with("no policy may allow \""), "{f}");
+            assert!(!f.contains("add "), "{f}");
+        }
+        let socket = fix("socket (41)").expect("named");
+        assert!(socket.contains("only with certain arguments") && !socket.contains("add \""));
+        assert_eq!(fix("syscall unknown (no kernel audit record found)"), None);
+        assert_eq!(fix("syscall 999 (999)"), None);
     }
 
     #[test]

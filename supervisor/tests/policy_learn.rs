@@ -451,3 +451,148 @@ fn a_hostile_program_is_contained_while_learning() {
     );
     assert!(check(&out));
 }
+
+const ODD_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    /* Outside the default profile only for their arguments: a packet socket (no profile
+       allows the family) and an ioctl request outside default's list (render allows any). */
+    int p = socket(17 /* AF_PACKET */, SOCK_RAW, 0);
+    int i = ioctl(1, 0x1234abcd, 0);
+    /* A number without a name, and a path that is not UTF-8. */
+    long n = syscall(1000);
+    int f = open("/tmp/\xff\xfe", O_RDONLY);
+    printf("socket %d ioctl %d syscall %ld open %d\n", p, i, n, f);
+    return 0;
+}
+"#;
+
+#[test]
+fn arguments_unknown_numbers_and_lossy_paths_are_comments_not_grants() {
+    if !root_or_skip("arguments_unknown_numbers_and_lossy_paths_are_comments_not_grants") {
+        return;
+    }
+    let lab = lab();
+    let Some(bin) = compile(lab.data.path(), "odd", ODD_C) else {
+        eprintln!("skipped arguments_unknown_numbers_and_lossy_paths_are_comments: no cc");
+        return;
+    };
+    let (path, text) = learn(&lab, "learn-odd", &[], &[bin.to_str().expect("utf-8")], "30s");
+    let granted =
+        |name: &str| text.lines().any(|l| l.trim_start().starts_with(&format!("\"{name}\"")));
+    for name in ["socket", "ioctl", "syscall 1000"] {
+        assert!(!granted(name), "{name} is granted by name");
+    }
+    assert!(
+        text.contains("# \"socket\",  # not granted: 1 calls with arg0 = 17 (AF_PACKET)"),
+        "the packet socket is not explained"
+    );
+    assert!(text.contains("# \"syscall 1000\",  # not granted:"), "syscall 1000 not explained");
+    // The ioctl request is allowed by the profile that allows ioctl, not by name.
+    assert!(text.contains("profile = \"render\""), "no profile that allows the ioctl chosen");
+    assert!(
+        text.contains("#   openat: \"/tmp/\u{fffd}\u{fffd}\" is not UTF-8; not granted"),
+        "the lossy path is not explained"
+    );
+    assert!(check(&path), "vitrine policy check refused the draft");
+}
+
+#[test]
+fn learning_never_overwrites_a_file_without_force() {
+    if !root_or_skip("learning_never_overwrites_a_file_without_force") {
+        return;
+    }
+    let lab = lab();
+    let out = lab.dir.path().join("policies").join("true.toml");
+    std::fs::write(&out, "# the operator's own policy\n").expect("existing");
+    let learn = |force: bool| {
+        let mut cmd = Command::new(VITRINE);
+        cmd.args(["policy", "learn", "--name", "learn-true", "--duration", "10s", "--out"])
+            .arg(&out);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.args(["--", "/bin/true"]);
+        run(cmd, None)
+    };
+    let refused = learn(false);
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("--force"), "the refusal does not name --force");
+    let kept = std::fs::read_to_string(&out).expect("read");
+    assert_eq!(kept, "# the operator's own policy\n", "overwritten without --force");
+    let forced = learn(true);
+    assert_eq!(forced.code, Some(0));
+    let text = std::fs::read_to_string(&out).expect("read");
+    assert!(text.contains("[visualization]"), "not replaced with --force");
+    assert!(check(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().expect("dir"))
+        .expect("list")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn the_learning_sandbox_lives_in_its_own_cgroup_root() {
+    if !root_or_skip("the_learning_sandbox_lives_in_its_own_cgroup_root") {
+        return;
+    }
+    let lab = lab();
+    let out = lab.dir.path().join("policies").join("sleep.toml");
+    let mut learn = Command::new(VITRINE)
+        .args(["policy", "learn", "--name", "learn-sleep", "--duration", "60s", "--out"])
+        .arg(&out)
+        .args(["--", "/bin/sleep", "60"])
+        .env("VITRINE_SHIM", &helpers().0)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vitrine");
+    let mut stderr = std::io::BufReader::new(learn.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("started") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("read");
+        assert!(n > 0, "vitrine policy learn ended before the program started");
+    }
+    // The daemon removes whatever it finds under its root `vitrine` when it starts; a
+    // learning sandbox must not be there.
+    let cgroups: Vec<String> = descendants_of(learn.id())
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok())
+        .collect();
+    let pid = nix::unistd::Pid::from_raw(learn.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = learn.wait().expect("wait");
+    assert!(!cgroups.is_empty(), "no sandboxed process found");
+    assert!(
+        cgroups.iter().all(|c| c.contains("/vitrine-learn/") && !c.contains("/vitrine/")),
+        "{cgroups:?}"
+    );
+    assert!(status.success(), "{status:?}");
+}
+
+/// Every process below `root`.
+fn descendants_of(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+            if ppid.and_then(|p| p.parse().ok()) == Some(all[i]) && !all.contains(&pid) {
+                all.push(pid);
+            }
+        }
+        i += 1;
+    }
+    all.split_off(1)
+}

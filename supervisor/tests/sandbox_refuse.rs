@@ -31,9 +31,10 @@ fn seccomp_kill_names_the_syscall() {
     std::thread::sleep(std::time::Duration::from_secs(6));
     let run = vitrine_run(&policy.path, &[]);
     assert!(run.stderr.contains("killed by seccomp: ptrace (101)"), "stderr: {}", run.stderr);
-    let fix =
-        format!("to allow it, add \"ptrace\" to [syscalls] allow in {}", policy.path.display());
-    assert!(run.stderr.contains(&fix), "no policy change named: {}", run.stderr);
+    // ptrace is on the never-allowed list: `policy check` would refuse it in `allow`.
+    let fix = "no policy may allow \"ptrace\": it is never allowed in a vitrine sandbox";
+    assert!(run.stderr.contains(fix), "no policy change named: {}", run.stderr);
+    assert!(!run.stderr.contains("add \"ptrace\""), "suggests a policy check refuses");
     assert_eq!(run.code(), 128 + 31, "exit code is 128 + SIGSYS");
     assert!(!run.stdout.contains("ptrace returned"), "ptrace returned instead of killing");
 }

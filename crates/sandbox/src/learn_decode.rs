@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// A socket address as `bind`/`connect` passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SockAddr {
-    /// A pathname Unix socket.
-    Unix(String),
+    /// A pathname Unix socket, as bytes (see [`utf8`]).
+    Unix(Vec<u8>),
     /// An abstract Unix socket (leading NUL), without that NUL.
     Abstract(String),
     Inet {
@@ -28,6 +28,12 @@ pub fn c_string(bytes: &[u8]) -> Option<&[u8]> {
     bytes.iter().position(|&b| b == 0).map(|end| &bytes[..end])
 }
 
+/// A path as text: `Err` with the bytes shown lossily when they are not UTF-8, since a policy
+/// names paths in TOML strings and a replaced byte would name another file.
+pub fn utf8(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// A `struct sockaddr` of `bytes.len()` bytes (the length the program passed, capped by the
 /// caller).
 pub fn sockaddr(bytes: &[u8]) -> Option<SockAddr> {
@@ -43,7 +49,7 @@ pub fn sockaddr(bytes: &[u8]) -> Option<SockAddr> {
                 }
                 Some(_) => {
                     let p = c_string(path).unwrap_or(path);
-                    Some(SockAddr::Unix(String::from_utf8_lossy(p).into_owned()))
+                    Some(SockAddr::Unix(p.to_vec()))
                 }
                 None => None,
             }
@@ -68,6 +74,7 @@ pub fn open_how_flags(bytes: &[u8]) -> Option<u64> {
 /// The fuzzing entry: every decoder on arbitrary bytes; none may panic.
 pub fn fuzz_decode(data: &[u8]) {
     let _ = c_string(data);
+    let _ = utf8(data.to_vec());
     let _ = sockaddr(&data[..data.len().min(128)]);
     let _ = open_how_flags(data);
 }
@@ -80,7 +87,9 @@ mod tests {
     fn decodes_the_families_a_draft_cares_about() {
         let mut un = vec![1, 0];
         un.extend_from_slice(b"/run/x.sock\0junk");
-        assert_eq!(sockaddr(&un), Some(SockAddr::Unix("/run/x.sock".into())));
+        assert_eq!(sockaddr(&un), Some(SockAddr::Unix(b"/run/x.sock".to_vec())));
+        assert_eq!(utf8(b"/tmp/a".to_vec()), Ok("/tmp/a".into()));
+        assert_eq!(utf8(b"/tmp/\xff".to_vec()), Err("/tmp/\u{fffd}".into()));
         assert_eq!(sockaddr(&[1, 0, 0, b'a', b'b']), Some(SockAddr::Abstract("ab".into())));
         let inet = [2, 0, 0x23, 0x28, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
         let want = SockAddr::Inet { addr: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 9000 };

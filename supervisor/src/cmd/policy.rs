@@ -17,6 +17,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Explain { path, json } => explain(&path, json),
         PolicyCommand::Learn {
             out,
+            force,
             duration,
             base,
             allow_write,
@@ -27,6 +28,7 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             command,
         } => crate::learn::run(crate::learn::LearnArgs {
             out,
+            force,
             duration,
             base,
             allow_write,

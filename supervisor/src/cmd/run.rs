@@ -82,9 +82,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     report_exit(&name, &exit);
     if let Exit::Seccomp { syscall, .. } = &exit {
-        let source = policy.source.display().to_string();
-        if let Some(fix) = crate::events::seccomp_fix(syscall, &source) {
-            eprintln!("vitrine: {name}: to allow it, {fix}");
+        if let Some(fix) = crate::events::seccomp_fix(syscall, &policy) {
+            eprintln!("vitrine: {name}: {fix}");
         }
     }
     Ok(ExitCode::from(u8::try_from(exit.code()).unwrap_or(255)))

@@ -67,7 +67,7 @@ fn table(all: &[UnitStatus]) -> String {
             out.push_str(&format!("{}: {e}\n", s.name));
         }
         if let Some(fix) = &s.fix {
-            out.push_str(&format!("{}: to allow the killed syscall, {fix}\n", s.name));
+            out.push_str(&format!("{}: killed syscall: {fix}\n", s.name));
         }
     }
     if all.is_empty() {

@@ -290,8 +290,7 @@ impl<L: Launcher> Driver<L> {
                 self.publish(Event::Oom { name: name.clone() });
             }
             ExitReason::Seccomp { syscall } => {
-                let fix =
-                    crate::events::seccomp_fix(syscall, &self.policy.source.display().to_string());
+                let fix = crate::events::seccomp_fix(syscall, &self.policy);
                 self.publish(Event::Violation {
                     name: name.clone(),
                     syscall: syscall.clone(),
@@ -331,7 +330,7 @@ impl<L: Launcher> Driver<L> {
             osc_prefix: self.policy.osc.prefix.clone(),
             fix: match self.machine.last_exit() {
                 Some(ExitReason::Seccomp { syscall }) => {
-                    crate::events::seccomp_fix(syscall, &self.policy.source.display().to_string())
+                    crate::events::seccomp_fix(syscall, &self.policy)
                 }
                 _ => None,
             },

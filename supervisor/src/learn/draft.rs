@@ -15,15 +15,20 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vitrine_policy::{AbsPath, Filesystem};
+use vitrine_policy::{AbsPath, Filesystem, NEVER_ALLOWED_SYSCALLS, Syscalls};
 
-use super::listener::Observed;
+use super::listener::{Capped, Observed};
 use super::observe::Need;
-use super::paths::{covers, interpreter};
+use super::paths::{Root, canonical, covers, interpreter};
 use super::setup::{Candidate, Setup, list, toml_str, user_value};
 
 /// Entries of one directory with the same access that are granted as the directory itself.
 const GROUP_MIN: usize = 4;
+/// Directories never granted as a group, however many of their entries were used: a grant
+/// there would cover the system's configuration, programs, devices or users' files. Grouping
+/// happens only below them.
+const NEVER_GROUPED: [&str; 10] =
+    ["/", "/etc", "/usr", "/proc", "/sys", "/dev", "/home", "/root", "/run", "/var"];
 const MIB: u64 = 1 << 20;
 
 /// Peaks measured over the run.
@@ -50,6 +55,8 @@ pub struct Draft {
     pub grants: Vec<Grant>,
     pub profile: String,
     pub extra_syscalls: Vec<String>,
+    /// Syscalls that were seen but are not allowed, with the reason (comments in `allow`).
+    pub withheld_syscalls: Vec<(String, String)>,
     /// Needs that were seen but not granted, with the reason.
     pub refused: Vec<String>,
     pub needs: usize,
@@ -74,35 +81,36 @@ pub fn build(
         .sum();
     let (presets, cover_notes, left) = cover(setup, &needs);
     let grants = group(&left);
-    let (profile, extras) = choose_profile(setup, seen);
-    if seen.dropped_paths > 0 {
-        refused.push(format!(
-            "{} more paths were not recorded (too many distinct paths)",
-            seen.dropped_paths
-        ));
-    }
-    refused.extend(seen.unix_connects.iter().map(|p| {
+    let choice = choose_profile(&setup.profiles, seen);
+    refused.extend(seen.lossy.keys().map(|l| format!("{l}; not granted")));
+    more(&mut refused, &seen.lossy, "path arguments that cannot be granted");
+    more(&mut refused, &seen.paths, "paths (too many distinct paths)");
+    refused.extend(seen.unix_connects.keys().map(|p| {
         format!(
             "{}: Unix socket connect (host sockets are hidden); grant it in `read` if needed",
             p.display()
         )
     }));
+    more(&mut refused, &seen.unix_connects, "Unix socket connects");
     refused.extend(
         seen.abstract_unix
-            .iter()
+            .keys()
             .map(|n| format!("@{n}: abstract Unix socket (always out of reach)")),
     );
+    more(&mut refused, &seen.abstract_unix, "abstract Unix sockets");
     refused.extend(
         seen.inet_connects
-            .iter()
+            .keys()
             .filter(|(a, _)| !is_loopback(a))
             .map(|(a, p)| format!("{a}:{p}: network connection (the sandbox has no network)")),
     );
+    more(&mut refused, &seen.inet_connects, "network connections");
     let mut draft = Draft {
         presets,
         grants,
-        profile,
-        extra_syscalls: extras.clone(),
+        profile: choice.profile,
+        extra_syscalls: choice.extras,
+        withheld_syscalls: choice.withheld,
         refused,
         needs: needs.len(),
         file_bytes,
@@ -110,6 +118,13 @@ pub fn build(
     };
     draft.text = render(setup, seen, peaks, ran, &draft, &cover_notes);
     draft
+}
+
+/// "… and N more" when a capped list turned entries away.
+fn more<K, V>(notes: &mut Vec<String>, list: &Capped<K, V>, what: &str) {
+    if list.dropped > 0 {
+        notes.push(format!("… and {} more {what}, not recorded", list.dropped));
+    }
 }
 
 fn is_loopback(addr: &str) -> bool {
@@ -126,16 +141,13 @@ fn needs(
     let mut add = |p: PathBuf, need: Need, what: String| {
         needs.entry((p, need)).or_insert(what);
     };
-    if let Some(i) = interpreter(&setup.program.command) {
-        add(i, Need::Exec, "loader of the program".into());
+    // The program itself is the operator's file on the host (it runs from a sealed copy);
+    // the loaders of what it executes were looked up inside the sandbox while learning.
+    if let Some(i) = interpreter(&Root::Host, &setup.program.command) {
+        add(canonical(&i), Need::Exec, "loader of the program".into());
     }
-    for ((p, need), what) in &seen.paths {
+    for ((p, need), what) in seen.paths.iter() {
         add(p.clone(), *need, (*what).to_owned());
-        if *need == Need::Exec {
-            if let Some(i) = interpreter(p) {
-                add(i, Need::Exec, format!("loader of {}", p.display()));
-            }
-        }
     }
     // One path may need several rights; a stronger one that includes a weaker makes it moot
     // (exec and write include read, a device includes write), while exec and write both stay.
@@ -250,7 +262,8 @@ fn group(left: &Needs) -> Vec<Grant> {
     for ((need, dir), entries) in by_dir {
         // Programs and devices are always named one by one: a directory of them grants too much.
         let groupable = matches!(need, Need::Read | Need::Write);
-        if entries.len() >= GROUP_MIN && groupable && dir != Path::new("/") {
+        let sensitive = NEVER_GROUPED.iter().any(|s| dir == Path::new(s));
+        if entries.len() >= GROUP_MIN && groupable && !sensitive {
             let names: Vec<String> = entries
                 .iter()
                 .take(3)
@@ -281,18 +294,84 @@ fn group(left: &Needs) -> Vec<Grant> {
     grants
 }
 
-/// The candidate profile with the fewest syscalls allowed, counting the extras it needs.
-fn choose_profile(setup: &Setup, seen: &Observed) -> (String, Vec<String>) {
-    let mut best: Option<(usize, &str, Vec<String>)> = None;
-    for (c, beyond) in setup.profiles.iter().zip(&seen.beyond) {
+/// The seccomp part of a draft.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SyscallChoice {
+    pub profile: String,
+    /// Granted by name in `allow`.
+    pub extras: Vec<String>,
+    /// Seen but not granted, with the reason.
+    pub withheld: Vec<(String, String)>,
+}
+
+/// Why a syscall may never be granted by name in a draft, whatever the profile.
+fn never_by_name(name: &str) -> Option<&'static str> {
+    if name.starts_with("syscall ") {
+        Some("a number without a name in the syscall table; no policy can name it")
+    } else if NEVER_ALLOWED_SYSCALLS.contains(&name) {
+        Some("never allowed in a vitrine sandbox; no policy may allow it")
+    } else if name == "clone" {
+        Some(
+            "allowing clone by name would allow namespace flags; only a profile's clone rule may allow it",
+        )
+    } else {
+        None
+    }
+}
+
+/// The candidate profile that refuses the fewest calls by their arguments (a call refused
+/// for its arguments cannot be allowed by name without allowing every argument), then has the
+/// fewest syscalls, counting the extras it needs.
+pub fn choose_profile(profiles: &[Candidate<Syscalls>], seen: &Observed) -> SyscallChoice {
+    let calls = |name: &str| seen.syscalls.get(&name.to_owned()).copied().unwrap_or(0);
+    let mut best: Option<((usize, usize), SyscallChoice)> = None;
+    for (i, c) in profiles.iter().enumerate() {
+        let (Some(beyond), Some(conditioned)) = (seen.beyond.get(i), seen.conditioned.get(i))
+        else {
+            continue;
+        };
         let mut names: BTreeSet<&str> = c.value.rules.iter().map(|r| r.syscall.as_str()).collect();
         names.extend(c.value.allow.iter().map(String::as_str));
-        let cost = names.len() + beyond.len();
-        if best.as_ref().is_none_or(|(b, _, _)| cost < *b) {
-            best = Some((cost, &c.name, beyond.iter().cloned().collect()));
+        let mut extras = Vec::new();
+        let mut withheld = Vec::new();
+        for name in beyond {
+            match never_by_name(name) {
+                Some(why) => withheld.push((name.clone(), format!("{} calls; {why}", calls(name)))),
+                None => extras.push(name.clone()),
+            }
+        }
+        for (name, seen_args) in conditioned {
+            let args: Vec<&str> = seen_args.args.keys().map(String::as_str).collect();
+            let dropped = match seen_args.args.dropped {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            withheld.push((
+                name.clone(),
+                format!(
+                    "{} calls with {}{dropped}, which profile \"{}\" refuses; allowing {name} by \
+                     name would allow it with every argument",
+                    seen_args.calls,
+                    args.join("; "),
+                    c.name
+                ),
+            ));
+        }
+        withheld.sort();
+        let cost = (conditioned.len(), names.len() + extras.len());
+        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+            best = Some((cost, SyscallChoice { profile: c.name.clone(), extras, withheld }));
         }
     }
-    best.map_or_else(|| ("default".into(), Vec::new()), |(_, n, e)| (n.to_owned(), e))
+    let mut choice = best.map_or_else(
+        || SyscallChoice { profile: "default".into(), extras: Vec::new(), withheld: Vec::new() },
+        |(_, c)| c,
+    );
+    if seen.syscalls.dropped > 0 {
+        let n = seen.syscalls.dropped;
+        choice.withheld.push(("…".into(), format!("and {n} more calls of syscalls not recorded")));
+    }
+    choice
 }
 
 /// Comment text with control characters escaped: paths and names come from the learned
@@ -379,7 +458,7 @@ fn render(
     let _ = writeln!(t, "[sandbox]\nuser = {}\nlandlock = \"required\"\n", user_value(&p.user));
     render_filesystem(&mut t, d, notes);
     let _ = writeln!(t, "[network]\nmode = \"none\"");
-    for (a, port) in seen.inet_connects.iter().filter(|(a, _)| !is_loopback(a)) {
+    for (a, port) in seen.inet_connects.keys().filter(|(a, _)| !is_loopback(a)) {
         let _ =
             writeln!(t, "# tried to connect to {a}:{port} while learning (refused: no network)");
     }
@@ -441,7 +520,7 @@ fn render_syscalls(t: &mut String, setup: &Setup, seen: &Observed, d: &Draft) {
         "profile = {}  # {size} syscalls; the smallest shipped profile for this program",
         toml_str(&d.profile)
     );
-    if d.extra_syscalls.is_empty() {
+    if d.extra_syscalls.is_empty() && d.withheld_syscalls.is_empty() {
         let _ = writeln!(t, "allow = []  # nothing beyond the profile was called");
     } else {
         let _ = writeln!(t, "allow = [");
@@ -454,6 +533,9 @@ fn render_syscalls(t: &mut String, setup: &Setup, seen: &Observed, d: &Draft) {
                 d.profile
             );
         }
+        for (s, why) in &d.withheld_syscalls {
+            let _ = writeln!(t, "    # {},  # not granted: {}", clean(&toml_str(s)), clean(why));
+        }
         let _ = writeln!(t, "]");
     }
     t.push('\n');
@@ -461,7 +543,7 @@ fn render_syscalls(t: &mut String, setup: &Setup, seen: &Observed, d: &Draft) {
 
 fn render_ipc(t: &mut String, seen: &Observed) {
     let ports: BTreeSet<u16> =
-        seen.inet_binds.iter().map(|(_, p)| *p).filter(|p| *p != 0).collect();
+        seen.inet_binds.keys().map(|(_, p)| *p).filter(|p| *p != 0).collect();
     let _ = writeln!(t, "[ipc]\ntransport = \"udp\"");
     match ports.iter().next() {
         Some(port) if ports.len() == 1 => {
@@ -518,5 +600,106 @@ mod tests {
         let g = group(&needs);
         let paths: Vec<&Path> = g.iter().map(|g| g.path.as_path()).collect();
         assert_eq!(paths, vec![Path::new("/opt/x"), Path::new("/opt/y/one")]);
+    }
+
+    #[test]
+    fn grouping_never_widens_to_a_sensitive_root() {
+        for root in NEVER_GROUPED {
+            let needs: Needs = ["a", "b", "c", "d", "e"]
+                .iter()
+                .map(|n| (Path::new(root).join(n), Need::Read, "open".to_owned()))
+                .collect();
+            let g = group(&needs);
+            assert_eq!(g.len(), 5, "{root} was granted as a whole: {g:?}");
+            assert!(g.iter().all(|g| g.path != Path::new(root)));
+        }
+        // Below them, a directory of several used entries is still one grant.
+        let needs: Needs = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| (PathBuf::from(format!("/etc/fonts/{n}")), Need::Read, "open".to_owned()))
+            .collect();
+        assert_eq!(
+            group(&needs).iter().map(|g| g.path.clone()).collect::<Vec<_>>(),
+            vec![PathBuf::from("/etc/fonts")]
+        );
+    }
+
+    fn profile(name: &str, plain: &[&str], conditioned: &[&str]) -> Candidate<Syscalls> {
+        use vitrine_policy::{ArgCondition, ArgOp, SeccompAction, SyscallRule};
+        let cond = ArgCondition { index: 0, dword: true, op: ArgOp::Eq, val: 1 };
+        let rules = plain
+            .iter()
+            .map(|n| SyscallRule { syscall: (*n).into(), args: vec![] })
+            .chain(
+                conditioned
+                    .iter()
+                    .map(|n| SyscallRule { syscall: (*n).into(), args: vec![cond.clone()] }),
+            )
+            .collect();
+        let value = Syscalls {
+            profile: name.into(),
+            profile_path: format!("/p/{name}.json").into(),
+            rules,
+            allow: vec![],
+            action: SeccompAction::Kill,
+        };
+        Candidate { name: name.into(), value }
+    }
+
+    /// What the listener records for these calls (name, arguments) under these profiles.
+    fn observe(profiles: &[Candidate<Syscalls>], calls: &[(&str, [u64; 6])]) -> Observed {
+        let values: Vec<Syscalls> = profiles.iter().map(|c| c.value.clone()).collect();
+        let mut seen = Observed::new(profiles.len());
+        for (name, args) in calls {
+            seen.syscall(&values, name, args);
+        }
+        seen
+    }
+
+    #[test]
+    fn calls_refused_for_their_arguments_are_never_allowed_by_name() {
+        let small = profile("small", &["read"], &["socket", "ioctl", "clone"]);
+        let packet = ("socket", [17, 3, 0, 0, 0, 0]);
+        let inet = ("socket", [1, 2, 0, 0, 0, 0]);
+        let ns_clone = ("clone", [0x1000_0000, 0, 0, 0, 0, 0]);
+        let choice = choose_profile(
+            std::slice::from_ref(&small),
+            &observe(std::slice::from_ref(&small), &[packet, inet, ns_clone]),
+        );
+        assert_eq!(choice.profile, "small");
+        assert!(choice.extras.is_empty(), "widened: {:?}", choice.extras);
+        let names: Vec<&str> = choice.withheld.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["clone", "socket"]);
+        assert!(choice.withheld[1].1.contains("arg0 = 17 (AF_PACKET)"), "{:?}", choice.withheld);
+        assert!(!choice.withheld[1].1.contains("arg0 = 1 "), "allowed arguments are not listed");
+
+        // A profile whose rules take the call is preferred, even when it is larger.
+        let wide = profile("wide", &["read", "write", "ioctl", "mmap"], &["socket", "clone"]);
+        let tty = ("ioctl", [0, 0x5401, 0, 0, 0, 0]);
+        let both = [small.clone(), wide];
+        let choice = choose_profile(&both, &observe(&both, &[tty]));
+        assert_eq!(
+            choice,
+            SyscallChoice { profile: "wide".into(), extras: vec![], withheld: vec![] }
+        );
+    }
+
+    #[test]
+    fn unknown_and_never_allowed_syscalls_are_comments() {
+        let p = profile("p", &["read"], &[]);
+        let calls = [
+            ("syscall 1000", [0; 6]),
+            ("ptrace", [0; 6]),
+            ("clone", [0; 6]),
+            ("sched_setaffinity", [0; 6]),
+        ];
+        let choice =
+            choose_profile(std::slice::from_ref(&p), &observe(std::slice::from_ref(&p), &calls));
+        assert_eq!(choice.extras, vec!["sched_setaffinity".to_owned()]);
+        let withheld: BTreeMap<&str, &str> =
+            choice.withheld.iter().map(|(n, w)| (n.as_str(), w.as_str())).collect();
+        assert!(withheld["syscall 1000"].contains("no policy can name it"));
+        assert!(withheld["ptrace"].contains("no policy may allow it"));
+        assert!(withheld["clone"].contains("namespace flags"));
     }
 }

@@ -15,16 +15,18 @@ mod paths;
 mod setup;
 
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use vitrine_policy::{load_config, load_policy};
+use vitrine_policy::{LoadContext, load_config, load_policy};
 
 use crate::launch::{self, Child, Exit, Launcher, Output};
 pub use setup::LearnArgs;
@@ -44,16 +46,21 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
 
     let config = load_config(args.config.as_deref()).map_err(|d| anyhow::anyhow!("{d}"))?;
     let setup = setup::Setup::new(&args, &config)?;
-    if args.out.is_none() && setup.program.out.exists() {
-        anyhow::bail!("{} exists; choose another file with --out", setup.program.out.display());
+    if !args.force && setup.program.out.exists() {
+        anyhow::bail!(
+            "{} exists; choose another file with --out, or replace it with --force",
+            setup.program.out.display()
+        );
     }
     let uid_gid = sandbox_ids(&args.user)?;
-    let launcher = Launcher::start(launch::Options::default()).map_err(anyhow::Error::new)?;
+    let options = launch::Options { shim: None, cgroup_root: LEARN_CGROUP_ROOT.into() };
+    let launcher = Launcher::start(options).map_err(anyhow::Error::new)?;
     let prepared = launch::prepare(&setup.policy, &config).map_err(anyhow::Error::new)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
     let profiles = setup.profiles.iter().map(|c| c.value.clone()).collect();
-    let observer = listener::start(rx, profiles, Arc::clone(&stop));
+    let observer = listener::start(rx, profiles, Arc::clone(&stop), Arc::clone(&failed));
     let prepared = prepared.into_learning(|plan| setup.adapt(plan), tx);
 
     let name = &setup.program.name;
@@ -70,7 +77,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
             for warning in child.enforced().warnings() {
                 eprintln!("vitrine: {name}: note: {warning}");
             }
-            supervise(&mut child, &signals, args.duration, prepared.stop_timeout())
+            supervise(&mut child, &signals, &failed, args.duration, prepared.stop_timeout())
         }
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
@@ -81,6 +88,9 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     let ran = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let seen = observer.join().map_err(|_| anyhow::anyhow!("the seccomp listener panicked"))?;
+    if let Some(failure) = &seen.failure {
+        anyhow::bail!("the learning run was stopped, no draft written: {failure}");
+    }
     let peaks = draft::Peaks {
         fds: peaks.fds.max(seen.fd_peak),
         pids: peaks.pids.max(seen.pids_peak),
@@ -89,10 +99,51 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     eprintln!("vitrine: {name}: {exit}");
 
     let draft = draft::build(&setup, &seen, peaks, ran, uid_gid);
-    std::fs::write(&setup.program.out, &draft.text)
+    write_draft(&setup.program.out, &draft.text, args.force)
         .with_context(|| format!("writing {}", setup.program.out.display()))?;
-    summary(&setup, &seen, &draft, peaks);
-    Ok(ExitCode::SUCCESS)
+    let check = LoadContext::from_config(&config);
+    Ok(if summary(&setup, &seen, &draft, peaks, &check) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The cgroup subtree of learning runs: neither the daemon's (which removes what it finds in
+/// its own at start) nor `vitrine run`'s.
+pub const LEARN_CGROUP_ROOT: &str = "vitrine-learn";
+
+/// Writes the draft through a temporary file in the same directory, renamed into place: a
+/// reader never sees half a draft, and an existing file is replaced only with `force`
+/// (`RENAME_NOREPLACE` otherwise, so a file created meanwhile is not overwritten either).
+fn write_draft(out: &Path, text: &str, force: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = out.parent().unwrap_or(Path::new("/"));
+    let name = out.file_name().context("--out names no file")?.to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        let flags = if force { RenameFlags::empty() } else { RenameFlags::RENAME_NOREPLACE };
+        match renameat2(AT_FDCWD, &tmp, AT_FDCWD, out, flags) {
+            Ok(()) => Ok(()),
+            Err(nix::Error::EEXIST) => {
+                anyhow::bail!("{} exists; replace it with --force", out.display())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("renaming the draft into place")),
+        }
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Waits for the program; the duration or a stop signal ends it gracefully (SIGTERM, then the
@@ -100,6 +151,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
 fn supervise(
     child: &mut Child,
     signals: &SignalFd,
+    listener_failed: &AtomicBool,
     duration: Duration,
     stop_timeout: Duration,
 ) -> (Exit, draft::Peaks) {
@@ -121,6 +173,11 @@ fn supervise(
         }
         let signalled = fds[1].revents().is_some_and(|r| !r.is_empty())
             && matches!(signals.read_signal(), Ok(Some(_)));
+        if listener_failed.load(Ordering::Relaxed) {
+            // Nobody answers the sandbox's notifications any more: end it now.
+            child.kill_all();
+            continue;
+        }
         let now = Instant::now();
         if kill_at.is_none() && (signalled || now >= end) {
             child.terminate();
@@ -175,8 +232,15 @@ fn sandbox_ids(user: &str) -> anyhow::Result<(u32, u32)> {
     Ok((u.uid.as_raw(), u.gid.as_raw()))
 }
 
-/// What was observed, what the draft grants, and its exposure score.
-fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, peaks: draft::Peaks) {
+/// What was observed, what the draft grants, and its exposure score. `false` when the draft
+/// does not load as `vitrine policy check` loads it.
+fn summary(
+    setup: &setup::Setup,
+    seen: &listener::Observed,
+    d: &draft::Draft,
+    peaks: draft::Peaks,
+    check: &LoadContext,
+) -> bool {
     let out = &setup.program.out;
     eprintln!("vitrine: draft written to {}", out.display());
     eprintln!(
@@ -210,7 +274,10 @@ fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, pe
     for r in &d.refused {
         eprintln!("  not granted: {r}");
     }
-    match load_policy(out, &setup.program.ctx) {
+    for (s, why) in &d.withheld_syscalls {
+        eprintln!("  not granted: syscall {s}: {why}");
+    }
+    match load_policy(out, check) {
         Ok(policy) => {
             let e = vitrine_policy::explain(&policy);
             eprintln!(
@@ -219,7 +286,13 @@ fn summary(setup: &setup::Setup, seen: &listener::Observed, d: &draft::Draft, pe
                 e.rating,
                 out.display()
             );
+            true
         }
-        Err(diags) => eprintln!("  the draft does not load, which is a bug:\n{diags}"),
+        Err(diags) => {
+            eprintln!(
+                "vitrine: the draft does not pass `vitrine policy check`, which is a bug:\n{diags}"
+            );
+            false
+        }
     }
 }

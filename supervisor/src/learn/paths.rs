@@ -5,8 +5,13 @@
 //! (its own `/proc`, `/tmp`, `/dev` and the masked host directories) are not resolved on the
 //! host, whose versions differ.
 
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::Mode;
 
 use super::observe::Need;
 
@@ -46,30 +51,69 @@ pub fn satisfies(grant: Need, need: Need) -> bool {
     }
 }
 
-/// The interpreter the kernel opens (with execute intent) to run `path`: the ELF
-/// `PT_INTERP`, or the `#!` line of a script.
-pub fn interpreter(path: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Only regular files: the path came from the learned program, and opening a FIFO or a
-    // device as root could block or act on it. O_NONBLOCK covers a swap after the check.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
+/// Where a path is looked up: the host's root (the program given on the command line) or a
+/// task's root (`/proc/PID/root`, the sandbox's own view with its private trees).
+pub enum Root {
+    Host,
+    Task(File),
+}
+
+impl Root {
+    /// The root of task `pid`; `None` once the task is gone.
+    pub fn of_task(pid: u32) -> Option<Root> {
+        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
+        // The magic link /proc/PID/root is the one link meant to be followed here.
+        openat2(AT_FDCWD, format!("/proc/{pid}/root").as_str(), how)
+            .ok()
+            .map(|fd| Root::Task(fd.into()))
     }
+
+    /// An `O_PATH` descriptor of `path`, resolved as the kernel resolves it for the task:
+    /// inside its root (an absolute symlink does not escape to the host's tree) and never
+    /// through a magic link (`/proc/self/fd/N`). `O_PATH` opens nothing for I/O, so a FIFO
+    /// or a device at the path cannot react.
+    pub fn lookup(&self, path: &Path) -> nix::Result<File> {
+        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC);
+        let fd = match self {
+            Root::Host => openat2(AT_FDCWD, path, how.resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS)),
+            Root::Task(root) => {
+                let rel = path.strip_prefix("/").unwrap_or(path);
+                let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+                let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+                openat2(root, rel, how.resolve(resolve))
+            }
+        }?;
+        Ok(fd.into())
+    }
+
+    /// `path` opened for reading if it is a regular file; devices, FIFOs and sockets are never
+    /// opened for I/O (the supervisor runs as root, and an open can act on a device).
+    pub fn open_regular(&self, path: &Path) -> Option<File> {
+        let opath = self.lookup(path).ok()?;
+        if !opath.metadata().ok()?.is_file() {
+            return None;
+        }
+        // The checked file itself, through its own descriptor: the path is not resolved again.
+        let own = format!("/proc/self/fd/{}", opath.as_raw_fd());
+        let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        nix::fcntl::open(own.as_str(), flags, Mode::empty()).ok().map(File::from)
+    }
+}
+
+/// The interpreter the kernel opens (with execute intent) to run `path`: the ELF
+/// `PT_INTERP`, or the `#!` line of a script; looked up in `root`.
+pub fn interpreter(root: &Root, path: &Path) -> Option<PathBuf> {
+    let mut file = root.open_regular(path)?;
     let mut head = vec![0u8; 4096];
     let n = file.read(&mut head).ok()?;
     head.truncate(n);
     if let Some(rest) = head.strip_prefix(b"#!") {
         let line = rest.split(|&b| b == b'\n').next()?;
-        let text = String::from_utf8_lossy(line);
-        let interp = text.split_whitespace().next()?;
-        return interp.starts_with('/').then(|| canonical(Path::new(interp)));
+        let interp = line.split(|b| b.is_ascii_whitespace()).find(|w| !w.is_empty())?;
+        let interp = std::str::from_utf8(interp).ok()?;
+        return interp.starts_with('/').then(|| PathBuf::from(interp));
     }
-    elf_interp(&file, &head).map(|p| canonical(&p))
+    elf_interp(&file, &head)
 }
 
 fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<PathBuf> {
@@ -93,8 +137,9 @@ fn elf_interp(file: &std::fs::File, head: &[u8]) -> Option<PathBuf> {
             let size = u64_at(&ph, 32)?.min(4096) as usize;
             let mut name = vec![0u8; size];
             file.read_exact_at(&mut name, offset).ok()?;
-            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            return Some(PathBuf::from(String::from_utf8_lossy(&name[..end]).into_owned()));
+            let end = name.iter().position(|&b| b == 0)?;
+            let interp = std::str::from_utf8(&name[..end]).ok()?;
+            return interp.starts_with('/').then(|| PathBuf::from(interp));
         }
     }
     None
@@ -127,11 +172,35 @@ mod tests {
     }
 
     #[test]
+    fn lookups_stay_inside_the_task_root_and_never_open_special_files() {
+        // A stand-in for a sandbox's root: its /opt/run.sh names /opt/interp, and an absolute
+        // link /opt/link -> /opt/run.sh must resolve inside it, not on the host.
+        let root = tempfile::tempdir().expect("tempdir");
+        let opt = root.path().join("opt");
+        std::fs::create_dir(&opt).expect("opt");
+        std::fs::write(opt.join("run.sh"), "#!/opt/interp -x\n").expect("script");
+        std::os::unix::fs::symlink("/opt/run.sh", opt.join("link")).expect("link");
+        std::os::unix::fs::symlink("/proc/self/exe", opt.join("magic")).expect("magic");
+        nix::unistd::mkfifo(&opt.join("fifo"), Mode::from_bits_truncate(0o644)).expect("fifo");
+        let task = Root::Task(File::open(root.path()).expect("root"));
+        assert_eq!(interpreter(&task, Path::new("/opt/link")), Some(PathBuf::from("/opt/interp")));
+        assert_eq!(interpreter(&Root::Host, &opt.join("link")), None, "host /opt/run.sh");
+        // ../../ cannot climb out of the root either.
+        let up = Path::new("/opt/../../../opt/run.sh");
+        assert_eq!(interpreter(&task, up), Some(PathBuf::from("/opt/interp")));
+        // A FIFO or a device is never opened for I/O, and no magic link is followed.
+        assert!(task.lookup(Path::new("/opt/fifo")).is_ok());
+        assert!(task.open_regular(Path::new("/opt/fifo")).is_none());
+        assert!(Root::Host.open_regular(Path::new("/dev/null")).is_none());
+        assert!(task.lookup(Path::new("/opt/magic")).is_err());
+    }
+
+    #[test]
     fn finds_the_loader_of_a_dynamic_binary() {
         let exe = std::env::current_exe().expect("exe");
-        if let Some(interp) = interpreter(&exe) {
+        if let Some(interp) = interpreter(&Root::Host, &exe) {
             assert!(interp.is_absolute() && interp.exists(), "{}", interp.display());
         }
-        assert_eq!(interpreter(Path::new("/no/such/binary")), None);
+        assert_eq!(interpreter(&Root::Host, Path::new("/no/such/binary")), None);
     }
 }

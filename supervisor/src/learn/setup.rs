@@ -22,6 +22,8 @@ const HARMLESS_DEVICES: [&str; 5] =
 #[derive(Debug, Clone)]
 pub struct LearnArgs {
     pub out: Option<PathBuf>,
+    /// Replace an existing file at `out`.
+    pub force: bool,
     pub duration: std::time::Duration,
     pub base: Vec<String>,
     pub allow_write: Vec<PathBuf>,
