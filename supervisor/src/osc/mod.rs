@@ -335,4 +335,6 @@ impl Drop for Hub {
 }
 
 #[cfg(test)]
+mod hot_path_tests;
+#[cfg(test)]
 mod tests;
