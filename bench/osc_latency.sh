@@ -1,7 +1,10 @@
 #!/bin/sh
-# OSC added latency vs direct loopback (see bench/osc_latency.rs); prints a Markdown table.
+# OSC added latency vs direct loopback (bench/osc_latency.rs, interleaved, three repeats), then
+# validated throughput through the relay on one CPU (bench/osc_relay_throughput.rs); prints
+# Markdown tables with the load average next to each run.
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release -p vitrine
 target="${CARGO_TARGET_DIR:-target}"
 VITRINE_BIN="$target/release/vitrine" cargo bench -p vitrine-osc --bench osc_latency
+VITRINE_BIN="$target/release/vitrine" cargo bench -p vitrine-osc --bench osc_relay_throughput

@@ -9,7 +9,8 @@
 //!
 //! Architecture invariant: ingress never waits for a child. The router runs under one short
 //! std mutex; sends are non-blocking and whatever a socket does not take stays in the
-//! visualization's bounded outbox for its own task to finish.
+//! visualization's bounded outbox for its own delivery thread to finish. Nothing but the
+//! ingress thread and the child is woken by a message on its way (no reactor, no hand-off).
 
 mod allow;
 mod delivery;
@@ -55,11 +56,11 @@ struct Shared {
     /// Set when the hub stops; the ingress threads check it after every wake-up.
     stopping: AtomicBool,
     ingress: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The delivery threads, finished ones included until the next attach.
+    deliveries: Mutex<Vec<std::thread::JoinHandle<()>>>,
     counters: stats::Counters,
     events: mpsc::Sender<Blocked>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Per-visualization stop signals (detach), keyed by name.
-    stops: Mutex<HashMap<String, watch::Sender<bool>>>,
     /// Where UDP datagrams with messages for no local visualization go (peer boxes).
     relay: std::sync::OnceLock<Relay>,
 }
@@ -81,8 +82,10 @@ impl Shared {
         let routed = state.router.route(packet, from, at, SystemTime::now());
         let State { router, outs, .. } = &mut *state;
         router.for_each_pending(|id, outbox| {
-            if let Some(out) = outs.get(&id) {
-                out.drain(outbox, Some(at), self);
+            if let Some(out) = outs.get(&id)
+                && out.drain(outbox, Some(at), self)
+            {
+                out.stalled();
             }
         });
         drop(state);
@@ -120,6 +123,16 @@ impl Shared {
             ingress::wake(socket);
         }
         self.ingress.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+    }
+
+    /// Tells every delivery thread to stop; returns their handles.
+    fn stop_deliveries(&self) -> Vec<std::thread::JoinHandle<()>> {
+        let mut threads = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        for (_, out) in state.outs.drain() {
+            out.stop();
+        }
+        threads.drain(..).collect()
     }
 }
 
@@ -162,10 +175,10 @@ impl Hub {
             listeners,
             stopping: AtomicBool::new(false),
             ingress: Mutex::new(Vec::new()),
+            deliveries: Mutex::new(Vec::new()),
             counters: stats::Counters::default(),
             events,
             tasks: Mutex::new(Vec::new()),
-            stops: Mutex::new(HashMap::new()),
             relay: std::sync::OnceLock::new(),
         });
         let (stop, _) = watch::channel(false);
@@ -220,40 +233,38 @@ impl Hub {
     }
 
     /// Starts routing `osc`'s parameters of visualization `name` to `delivery`, replacing a
-    /// previous attachment of the same name. Must be called inside the tokio runtime.
+    /// previous attachment of the same name.
     pub fn attach(&self, name: &str, osc: &Osc, delivery: Delivery) -> io::Result<()> {
         self.detach(name);
         let out = Arc::new(Out::new(delivery)?);
-        let id = {
-            let mut state = self.shared.lock();
-            let id = state.router.attach(name, osc, Instant::now());
-            state.outs.insert(id, out.clone());
-            state.schemas.insert(name.to_owned(), osc.clone());
-            id
-        };
-        let (stop, stopped) = watch::channel(false);
-        self.shared.stops.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), stop);
-        let task = tokio::spawn(delivery::run(self.shared.clone(), id, out, stopped));
-        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
+        let mut threads = self.shared.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.shared.lock();
+        let id = state.router.attach(name, osc, Instant::now());
+        match delivery::start(self.shared.clone(), id, out.clone()) {
+            Ok(thread) => {
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
+            Err(e) => {
+                state.router.detach(id);
+                return Err(e);
+            }
+        }
+        state.outs.insert(id, out);
+        state.schemas.insert(name.to_owned(), osc.clone());
         Ok(())
     }
 
-    /// Stops routing to `name`; its queued messages are discarded and its task ends.
+    /// Stops routing to `name`; its queued messages are discarded and its thread ends.
     pub fn detach(&self, name: &str) {
-        {
-            let mut state = self.shared.lock();
-            if let Some(id) = state.router.find(name) {
-                state.router.detach(id);
-                state.outs.remove(&id);
+        let mut state = self.shared.lock();
+        if let Some(id) = state.router.find(name) {
+            state.router.detach(id);
+            if let Some(out) = state.outs.remove(&id) {
+                out.stop();
             }
-            state.schemas.remove(name);
         }
-        if let Some(stop) = self.shared.stops.lock().unwrap_or_else(|e| e.into_inner()).remove(name)
-        {
-            let _ = stop.send(true);
-        }
+        state.schemas.remove(name);
     }
 
     /// Routes a packet that arrived by another way (a peer link, the MIDI bridge) exactly like
@@ -300,14 +311,12 @@ impl Hub {
 
     /// Stops every task of the hub and waits for them to end.
     pub async fn shutdown(self) {
-        let threads = self.shared.stop_ingress();
+        let mut threads = self.shared.stop_ingress();
+        threads.extend(self.shared.stop_deliveries());
         let _ =
             tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())))
                 .await;
         let _ = self.stop.send(true);
-        for (_, stop) in self.shared.stops.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = stop.send(true);
-        }
         let tasks: Vec<_> =
             self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
         for task in tasks {
@@ -317,12 +326,15 @@ impl Hub {
 }
 
 impl Drop for Hub {
-    /// A hub dropped without [`Hub::shutdown`] still stops its ingress threads (they hold the
-    /// shared state, so they would otherwise outlive it).
+    /// A hub dropped without [`Hub::shutdown`] still stops its threads (they hold the shared
+    /// state, so they would otherwise outlive it).
     fn drop(&mut self) {
         self.shared.stop_ingress();
+        self.shared.stop_deliveries();
     }
 }
 
+#[cfg(test)]
+mod hot_path_tests;
 #[cfg(test)]
 mod tests;
