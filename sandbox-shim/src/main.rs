@@ -17,8 +17,9 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use vitrine_sandbox::plan::{IpcPlan, Plan, fds};
 use vitrine_sandbox::proto::{self, Report};
+use vitrine_sandbox::trace::stamp;
 use vitrine_sandbox::{
-    Forked, child, creds, exit_immediately, filter, init, landlock, learn, mounts, net,
+    Forked, child, creds, exit_immediately, filter, init, landlock, learn, mounts, net, trace,
 };
 
 /// A failed step: its name and the whole error chain.
@@ -51,19 +52,25 @@ fn die(control: &OwnedFd, failure: Failure, code: i32) -> ! {
 }
 
 fn main() {
+    let started = trace::now();
     // fd 3 is the control socket by the spawn contract; nothing else in this process owns it.
     let control = proto::inherited(fds::CONTROL);
-    match shim(&control) {
+    match shim(&control, started) {
         Ok(code) => exit_immediately(code),
         Err(failure) => die(&control, failure, 1),
     }
 }
 
 /// The shim: steps 1 and 2, then it waits for the sandbox's init and mirrors its exit.
-fn shim(control: &OwnedFd) -> Result<i32, Failure> {
+fn shim(control: &OwnedFd, started: u64) -> Result<i32, Failure> {
     // Step 1. Read and bound-check the plan. The supervisor writes it only after it placed
     // this process in the visualization's cgroup, so everything below is accounted there.
-    let plan = step("read plan", proto::recv_plan(control.as_fd()))?;
+    // The binary (fd 4) and the IPC end (fd 5) come with it.
+    let (plan, received) = step("read plan", proto::recv_plan(control.as_fd()))?;
+    trace::enable(plan.trace);
+    trace::stamp_at("shim", "main", started);
+    stamp("shim", "plan");
+    step("plan descriptors", child::install_plan_fds(received, plan.ipc == IpcPlan::Fd))?;
     // A new session: no controlling terminal, so TIOCSTI has no terminal to inject into.
     step("setsid", nix::unistd::setsid())?;
     // If the supervisor dies, so does the sandbox; re-check the parent because it may have
@@ -93,6 +100,7 @@ fn shim(control: &OwnedFd) -> Result<i32, Failure> {
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWCGROUP;
     step("unshare", nix::sched::unshare(flags))?;
+    stamp("shim", "unshare");
     step("sethostname", nix::unistd::sethostname(&plan.name))?;
     step("block signals", init::block_signals())?;
     match step("fork init", vitrine_sandbox::fork_single_threaded())? {
@@ -132,17 +140,28 @@ fn wait_for_init(init_pid: Pid) -> i32 {
 
 /// Pid 1 of the sandbox: steps 3 and 4, then it forks the visualization and supervises it.
 fn sandbox_init(control: &OwnedFd, plan: &Plan) -> Result<i32, Failure> {
+    stamp("init", "forked");
     step("PR_SET_PDEATHSIG", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
     // Step 3. Mounts: private propagation, tmpfs masks, grants, minimal /dev, then a procfs
     // of this pid namespace (only pid 1 of the new namespace can mount it).
     step("mounts", mounts::apply(&plan.mounts))?;
+    stamp("init", "mounts");
     step("mount /proc", mounts::mount_proc())?;
+    stamp("init", "proc");
     // Step 4. Network: only loopback; the supervisor's UDP socket is created in here.
     step("loopback up", net::loopback_up())?;
     if let IpcPlan::Udp { reply_port, .. } = plan.ipc {
         let (sock, local_port) = step("udp socket", net::supervisor_udp_socket(reply_port))?;
         let report = Report::UdpSocket { local_port };
         step("send udp socket", proto::send_report(control.as_fd(), &report, Some(sock.as_fd())))?;
+    }
+    stamp("init", "network");
+    // A primed sandbox waits here for its restart; the end of the control socket (the
+    // supervisor dropped it) ends it before anything of the visualization exists.
+    if plan.hold {
+        step("report ready", proto::send_report(control.as_fd(), &Report::Ready, None))?;
+        step("wait for go", proto::wait_go(control.as_fd()))?;
+        stamp("init", "go");
     }
     let (status_read, status_write) =
         step("status pipe", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
@@ -204,6 +223,7 @@ fn read_exec_status(pipe: &OwnedFd) -> ExecStatus {
 /// originals are closed then, and this process only ever execs or exits, so they are never
 /// dropped).
 fn visualization(control: &OwnedFd, status: OwnedFd, plan: &Plan) -> ! {
+    stamp("viz", "forked");
     if let Err(failure) = prepare(plan) {
         let _ = nix::unistd::write(&status, b"F");
         die(control, failure, 127)
@@ -220,6 +240,7 @@ fn visualization(control: &OwnedFd, status: OwnedFd, plan: &Plan) -> ! {
         let _ = nix::unistd::write(&kept.status, b"F");
         die(&kept.control, failure, 127)
     }
+    stamp("viz", "seccomp");
     // Step 9. Exec the verified binary from fd 4. After seccomp only `write` is certain to be
     // allowed, so an exec failure goes to the init over the status pipe.
     let err = child::exec(plan);
@@ -244,10 +265,13 @@ fn prepare(plan: &Plan) -> Result<(), Failure> {
 /// Steps 6 to 8.
 fn restrict(kept: &child::KeptFds, plan: &Plan) -> Result<(), Failure> {
     // Step 6. Drop to the policy's user: no groups, no capabilities, no_new_privs.
+    stamp("viz", "prepared");
     step("drop privileges", creds::drop_to(plan.uid, plan.gid))?;
+    stamp("viz", "credentials");
     // Step 7. Landlock, after the mounts (rules name paths as the sandbox sees them) and
     // before seccomp (its own syscalls must still be allowed). Report what is enforced.
     let report = step("landlock", landlock::apply(&plan.landlock))?;
+    stamp("viz", "landlock");
     step(
         "report landlock",
         proto::send_report(kept.control.as_fd(), &Report::Landlock(report), None),

@@ -33,8 +33,9 @@ pub enum Command {
         /// The daemon configuration (for `allow_unsigned`); default /etc/vitrine/vitrine.toml.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Benchmarking: run N times, reusing the verified binary and the filter, and print
-        /// spawn-time percentiles.
+        /// Benchmarking: start once, then restart N times as the daemon does (verified binary
+        /// and filter reused, a sandbox primed after each exit), and print restart-time
+        /// percentiles.
         #[arg(long, value_name = "N", hide = true)]
         repeat: Option<u32>,
     },

@@ -23,7 +23,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if vitrine_sandbox::trace::enable_from_env() {
+        vitrine_sandbox::trace::stamp("supervisor", "main");
+    }
     let cli = cli::Cli::parse();
+    vitrine_sandbox::trace::stamp("supervisor", "arguments");
     match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

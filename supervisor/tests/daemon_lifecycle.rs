@@ -3,7 +3,30 @@
 
 mod daemon_support;
 
-use daemon_support::{TestBox, Viz, alive, root_or_skip};
+use std::path::Path;
+
+use daemon_support::{TestBox, Viz, alive, root_or_skip, write_atomically};
+
+/// The processes in the cgroup `name` under `root` (0 when it does not exist).
+fn cgroup_procs(root: &str, name: &str) -> usize {
+    let base = Path::new("/sys/fs/cgroup");
+    let v1 = std::fs::read_dir(base).into_iter().flatten().flatten();
+    v1.map(|h| h.path())
+        .chain([base.to_owned()])
+        .filter_map(|dir| {
+            std::fs::read_to_string(dir.join(root).join(name).join("cgroup.procs")).ok()
+        })
+        .map(|procs| procs.lines().count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether the cgroup `name` exists under `root` in any v1 hierarchy or the v2 tree.
+fn cgroup_exists(root: &str, name: &str) -> bool {
+    let base = Path::new("/sys/fs/cgroup");
+    let v1 = std::fs::read_dir(base).into_iter().flatten().flatten();
+    v1.map(|h| h.path()).chain([base.to_owned()]).any(|dir| dir.join(root).join(name).exists())
+}
 
 #[test]
 fn crash_restarts_with_backoff_then_fails_after_the_burst() {
@@ -27,6 +50,9 @@ fn crash_restarts_with_backoff_then_fails_after_the_burst() {
     assert_eq!(b.events_of("crashy", "exited").len(), 3);
     let logs = b.ok(&["logs", "crashy"]);
     assert_eq!(logs.lines().filter(|l| l.ends_with(" starting")).count(), 3, "{logs}");
+    // Restarts run in sandboxes primed during the backoff; the failure leaves none behind.
+    let root = b.cgroup_root();
+    b.wait_until("no sandbox is left primed", |_| !cgroup_exists(&root, "crashy"));
 
     // An operator start clears the failure and the burst history.
     b.write_policy("crashy", "echo fixed; exec sleep 1000", &Viz { burst: 3, ..Viz::default() });
@@ -95,4 +121,30 @@ fn status_table_and_json_show_the_sandbox() {
     let missing = b.vitrine(&["stop", "nosuch"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no visualization named"));
+}
+
+#[test]
+fn a_restart_is_primed_during_the_backoff_and_dropped_on_stop() {
+    if !root_or_skip("a_restart_is_primed_during_the_backoff_and_dropped_on_stop") {
+        return;
+    }
+    let mut b = TestBox::new();
+    b.write_policy("later", "echo ran; exit 1", &Viz::default());
+    let path = b.policy_path("later");
+    let text = std::fs::read_to_string(&path)
+        .expect("policy")
+        .replace(r#"backoff_initial = "100ms""#, r#"backoff_initial = "60s""#)
+        .replace(r#"backoff_max = "400ms""#, r#"backoff_max = "60s""#);
+    write_atomically(&path, &text);
+    b.start_daemon();
+    b.wait_state("later", "backing-off");
+    // The restart's sandbox is built at once, in the visualization's cgroup: the shim and the
+    // sandbox's init wait there, and nothing of the program ran again.
+    let root = b.cgroup_root();
+    b.wait_until("the restart is primed", |_| cgroup_procs(&root, "later") == 2);
+    let logs = b.ok(&["logs", "later"]);
+    assert_eq!(logs.lines().filter(|l| l.ends_with(" ran")).count(), 1, "{logs}");
+    // No restart follows a stop: the primed sandbox is killed and its cgroup removed.
+    assert_eq!(b.ok(&["stop", "later"]).trim(), "later: stopped");
+    b.wait_until("the primed sandbox is dropped", |_| !cgroup_exists(&root, "later"));
 }

@@ -183,6 +183,22 @@ fn probe_checks_pass_inside_the_sandbox() {
 }
 
 #[test]
+fn probe_checks_pass_in_a_primed_restart() {
+    if !root_or_skip("probe_checks_pass_in_a_primed_restart") {
+        return;
+    }
+    // A start, then a restart in a sandbox primed after the exit, as `serve` restarts: the
+    // second probe runs in the primed sandbox and every check must hold there too.
+    let host = host("primed");
+    let policy = probe_policy("t-probe-primed", &host, false);
+    let run = vitrine_run_with(&policy.path, &["--repeat", "1"], &[]);
+    assert_probe_passed(&run);
+    assert_eq!(run.stdout.matches("probe: 0 failure(s)").count(), 2, "{}", run.stdout);
+    assert!(run.stderr.contains("1 restarts, p50"), "{}", run.stderr);
+    assert_eq!(run.code(), 0);
+}
+
+#[test]
 fn destructive_probes_stay_inside() {
     if !root_or_skip("destructive_probes_stay_inside") {
         return;

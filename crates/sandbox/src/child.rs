@@ -18,6 +18,30 @@ pub struct KeptFds {
     pub status: OwnedFd,
 }
 
+/// Puts the descriptors that came with the plan at the contract's numbers: the binary at fd 4
+/// and, with `ipc`, the IPC end at fd 5 (neither close-on-exec). Anything but exactly those
+/// is refused.
+pub fn install_plan_fds(received: Vec<OwnedFd>, ipc: bool) -> std::io::Result<()> {
+    let expected = if ipc { 2 } else { 1 };
+    if received.len() != expected {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the plan came with {} descriptors, expected {expected}", received.len()),
+        ));
+    }
+    // First out of the way of 4 and 5 (the kernel installed them at the lowest free numbers),
+    // then each to its place.
+    let high = received
+        .iter()
+        .map(|fd| fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(16)).map(sys::fd::adopt))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(received);
+    for (fd, target) in high.iter().zip([fds::EXEC, fds::IPC]) {
+        sys::fd::dup_to(fd.as_raw_fd(), target)?;
+    }
+    Ok(())
+}
+
 /// Moves the control socket and the status pipe above the contract's numbers, puts the IPC end
 /// (fd transport) at fd 3, marks the exec fd close-on-exec and closes every other descriptor.
 ///

@@ -21,6 +21,7 @@ pub mod proto;
 #[cfg(feature = "supervisor")]
 pub mod seccomp;
 pub mod spawn;
+pub mod trace;
 pub mod verify;
 
 #[allow(unsafe_code)]

@@ -43,6 +43,14 @@ pub struct Plan {
     pub seccomp: SeccompPlan,
     pub rlimits: Rlimits,
     pub ipc: IpcPlan,
+    /// Write launch-trace stamps on stderr ([`crate::trace`]); benchmarks only.
+    #[serde(default)]
+    pub trace: bool,
+    /// A primed sandbox for a restart: the init reports [`crate::proto::Report::Ready`] after
+    /// the mounts and the network and forks the visualization only on a go
+    /// ([`crate::proto::send_go`]); the end of the control socket instead ends the sandbox.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 /// One step of building the sandbox's view of the filesystem.

@@ -40,6 +40,9 @@ pub enum Report {
     UdpSocket { local_port: u16 },
     /// What Landlock enforces on the visualization, sent right before seccomp and exec.
     Landlock(LandlockReport),
+    /// A primed sandbox (the plan's `hold`) is built up to the visualization's fork and waits
+    /// for a go.
+    Ready,
     /// Policy learning only: the seccomp listener rides along as `SCM_RIGHTS`, sent right
     /// after the learning filter was installed and before exec.
     Listener,
@@ -65,20 +68,61 @@ pub struct LandlockReport {
     pub skipped: Vec<String>,
 }
 
-/// Sends the plan: one packet with its length, then chunks.
-pub fn send_plan(sock: BorrowedFd<'_>, plan: &Plan) -> Result<(), ProtoError> {
+/// Sends the plan: one packet with its length, carrying `fds` as `SCM_RIGHTS` (the binary to
+/// execute and, for the fd transport, the IPC end), then chunks.
+pub fn send_plan(
+    sock: BorrowedFd<'_>,
+    plan: &Plan,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), ProtoError> {
     let bytes = serde_json::to_vec(plan).map_err(ProtoError::Json)?;
-    send_all(sock, &(bytes.len() as u64).to_le_bytes())?;
+    let len = (bytes.len() as u64).to_le_bytes();
+    let iov = [IoSlice::new(&len)];
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+    let n = socket::sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(ProtoError::Io)?;
+    if n != len.len() {
+        return Err(ProtoError::Truncated);
+    }
     for chunk in bytes.chunks(CHUNK) {
         send_all(sock, chunk)?;
     }
     Ok(())
 }
 
-/// Receives the plan, refusing an announced length above [`MAX_PLAN_BYTES`].
-pub fn recv_plan(sock: BorrowedFd<'_>) -> Result<Plan, ProtoError> {
+/// Receives the plan and the descriptors that came with it (close-on-exec), refusing an
+/// announced length above [`MAX_PLAN_BYTES`].
+pub fn recv_plan(sock: BorrowedFd<'_>) -> Result<(Plan, Vec<OwnedFd>), ProtoError> {
     let mut len = [0u8; 8];
-    if recv_packet(sock, &mut len)? != len.len() {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
+    let (n, fds) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut len)];
+        match socket::recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(ProtoError::Io(e)),
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                for cmsg in msg.cmsgs().map_err(ProtoError::Io)? {
+                    if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                        // Just installed in this process by the kernel; nobody else owns them.
+                        fds.extend(raw.into_iter().map(owned_from_scm));
+                    }
+                }
+                if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                    return Err(ProtoError::Truncated);
+                }
+                break (msg.bytes, fds);
+            }
+        }
+    };
+    if n != len.len() {
         return Err(ProtoError::Truncated);
     }
     let len = u64::from_le_bytes(len);
@@ -95,7 +139,26 @@ pub fn recv_plan(sock: BorrowedFd<'_>) -> Result<Plan, ProtoError> {
         }
         filled += n;
     }
-    serde_json::from_slice(&bytes).map_err(ProtoError::Json)
+    let plan = serde_json::from_slice(&bytes).map_err(ProtoError::Json)?;
+    Ok((plan, fds))
+}
+
+const GO: &[u8] = b"go";
+
+/// Lets a primed sandbox fork its visualization.
+pub fn send_go(sock: BorrowedFd<'_>) -> Result<(), ProtoError> {
+    send_all(sock, GO)
+}
+
+/// The primed sandbox's init waits here; anything but a go (the supervisor dropped the
+/// sandbox and closed the socket) is an error, and the sandbox ends without exec.
+pub fn wait_go(sock: BorrowedFd<'_>) -> Result<(), ProtoError> {
+    let mut buf = [0u8; 8];
+    let n = recv_packet(sock, &mut buf)?;
+    if &buf[..n] != GO {
+        return Err(ProtoError::Truncated);
+    }
+    Ok(())
 }
 
 /// Sends one report, optionally with a file descriptor attached.
@@ -197,6 +260,8 @@ mod tests {
             seccomp: SeccompPlan { program: vec![1, 2], rule_count: 2, action: "kill".into() },
             rlimits: Rlimits { nofile: 64 },
             ipc: IpcPlan::Fd,
+            trace: false,
+            hold: false,
         }
     }
 
@@ -204,10 +269,23 @@ mod tests {
     fn plan_round_trips_across_chunks() {
         let (a, b) = pair();
         let p = plan(100_000);
-        let sender = std::thread::spawn(move || send_plan(a.as_fd(), &p).map(|()| p));
-        let got = recv_plan(b.as_fd()).expect("recv");
+        let (x, _y) = pair();
+        let sender = std::thread::spawn(move || send_plan(a.as_fd(), &p, &[x.as_fd()]).map(|()| p));
+        let (got, fds) = recv_plan(b.as_fd()).expect("recv");
         let sent = sender.join().expect("join").expect("send");
         assert_eq!(got, sent);
+        assert_eq!(fds.len(), 1);
+    }
+
+    #[test]
+    fn only_a_go_releases_a_primed_sandbox() {
+        let (a, b) = pair();
+        send_go(a.as_fd()).expect("go");
+        wait_go(b.as_fd()).expect("released");
+        send_all(a.as_fd(), b"no").expect("send");
+        assert!(wait_go(b.as_fd()).is_err());
+        drop(a);
+        assert!(wait_go(b.as_fd()).is_err(), "a closed socket is no go");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Compiling a policy's seccomp profile into BPF, in the supervisor, once per policy load.
 //!
-//! seccompiler builds the allowlist; vitrine puts its own fixed prologue in front of it:
-//! non-native architectures (`int 0x80`) and x32 syscall numbers are killed outright,
-//! `clone3` and `io_uring_*` fail with ENOSYS (glibc then falls back to `clone`), and the
-//! terminal-injection ioctls `TIOCSTI`/`TIOCLINUX` fail with EPERM whatever the profile says.
+//! The program has three parts. A fixed prologue: non-native architectures (`int 0x80`) and
+//! x32 syscall numbers are killed outright, `clone3` and `io_uring_*` fail with ENOSYS (glibc
+//! then falls back to `clone`), and the terminal-injection ioctls `TIOCSTI`/`TIOCLINUX` fail
+//! with EPERM whatever the profile says. Then the syscalls the profile allows without
+//! conditions, found by a binary search over their numbers (about ten instructions for any
+//! syscall, where a linear chain walks hundreds; the kernel also runs the filter for every
+//! syscall number when it is installed, to cache the constant answers, so a short path makes
+//! the install cheaper too). Last, seccompiler's program for the syscalls allowed only with
+//! argument conditions (a few), whose default is the policy's action.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -40,10 +45,12 @@ const TIOCLINUX: u32 = 0x541c;
 // Classic BPF opcodes (linux/filter.h).
 const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
 const JSET_K: u16 = 0x45;
 const JA: u16 = 0x05;
 const RET_K: u16 = 0x06;
 const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_ERRNO: u32 = 0x0005_0000;
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
@@ -64,13 +71,68 @@ pub fn compile(syscalls: &Syscalls, exec_fd: i32) -> Result<SeccompPlan, Seccomp
                 .map_err(|source| SeccompError::Condition { syscall: "execveat".into(), source })?;
         slot.insert(vec![SeccompRule::new(vec![cond]).map_err(SeccompError::Build)?]);
     }
-    let filter =
-        SeccompFilter::new(rules, mismatch(syscalls.action), Action::Allow, TargetArch::x86_64)
-            .map_err(SeccompError::Build)?;
-    let body = BpfProgram::try_from(filter).map_err(SeccompError::Build)?;
+    let (unconditional, conditional): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        rules.into_iter().partition(|(_, alternatives)| alternatives.is_empty());
     let mut program = prologue();
-    program.extend(body.iter().map(|i| pack_insn(i.code, i.jt, i.jf, i.k)));
+    let numbers: Vec<u32> = unconditional.keys().map(|&nr| nr as u32).collect();
+    program.extend(dispatch(&numbers));
+    if conditional.is_empty() {
+        program.push(pack_insn(RET_K, 0, 0, u32::from(mismatch(syscalls.action))));
+    } else {
+        let filter = SeccompFilter::new(
+            conditional,
+            mismatch(syscalls.action),
+            Action::Allow,
+            TargetArch::x86_64,
+        )
+        .map_err(SeccompError::Build)?;
+        let body = BpfProgram::try_from(filter).map_err(SeccompError::Build)?;
+        program.extend(body.iter().map(|i| pack_insn(i.code, i.jt, i.jf, i.k)));
+    }
     Ok(SeccompPlan { program, rule_count, action: action_name(syscalls.action).to_owned() })
+}
+
+/// At most this many numbers are compared one by one at a leaf of the search.
+const LEAF: usize = 4;
+
+/// Loads the syscall number and returns ALLOW when it is one of `numbers` (sorted); every
+/// other number falls through to the instruction after this block. Every jump that could be
+/// long is a `JA` (32-bit offset), so the block has no length limit.
+fn dispatch(numbers: &[u32]) -> Vec<u64> {
+    if numbers.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![pack_insn(LD_W_ABS, 0, 0, OFF_NR)];
+    let mut misses = Vec::new();
+    search(numbers, &mut out, &mut misses);
+    let end = out.len();
+    for at in misses {
+        out[at] = pack_insn(JA, 0, 0, (end - (at + 1)) as u32);
+    }
+    out
+}
+
+/// One node of the search: a leaf compares each number and allows on a match, else jumps to
+/// the miss; an inner node sends numbers at or above the upper half's first to that half.
+fn search(numbers: &[u32], out: &mut Vec<u64>, misses: &mut Vec<usize>) {
+    if numbers.len() <= LEAF {
+        let n = numbers.len();
+        for (i, &nr) in numbers.iter().enumerate() {
+            // Over the remaining compares and the miss jump, onto the RET ALLOW.
+            out.push(pack_insn(JEQ_K, (n - i) as u8, 0, nr));
+        }
+        misses.push(out.len());
+        out.push(pack_insn(JA, 0, 0, 0));
+        out.push(pack_insn(RET_K, 0, 0, RET_ALLOW));
+        return;
+    }
+    let (lower, upper) = numbers.split_at(numbers.len() / 2);
+    out.push(pack_insn(JGE_K, 1, 0, upper[0]));
+    let skip_upper = out.len();
+    out.push(pack_insn(JA, 0, 0, 0));
+    search(upper, out, misses);
+    out[skip_upper] = pack_insn(JA, 0, 0, (out.len() - (skip_upper + 1)) as u32);
+    search(lower, out, misses);
 }
 
 /// The policy's word for what happens outside the allowlist.

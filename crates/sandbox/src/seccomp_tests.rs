@@ -141,3 +141,109 @@ fn unknown_names_are_refused() {
     p.allow.push("no_such_call".into());
     assert!(matches!(compile(&p, 4), Err(SeccompError::UnknownSyscall(n)) if n == "no_such_call"));
 }
+
+/// The program as it was built before the binary search: the prologue and seccompiler's linear
+/// chain over every rule. The search must decide exactly like it.
+fn linear_reference(syscalls: &Syscalls, exec_fd: i32) -> Vec<u64> {
+    let mut rules = allowlist(syscalls).expect("allowlist");
+    for sysno in ENOSYS_SYSCALLS {
+        rules.remove(&i64::from(sysno.id()));
+    }
+    if let Entry::Vacant(slot) = rules.entry(i64::from(Sysno::execveat.id())) {
+        let cond =
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, exec_fd as u64)
+                .expect("condition");
+        slot.insert(vec![SeccompRule::new(vec![cond]).expect("rule")]);
+    }
+    let filter =
+        SeccompFilter::new(rules, mismatch(syscalls.action), Action::Allow, TargetArch::x86_64)
+            .expect("filter");
+    let body = BpfProgram::try_from(filter).expect("program");
+    let mut program = prologue();
+    program.extend(body.iter().map(|i| pack_insn(i.code, i.jt, i.jf, i.k)));
+    program
+}
+
+#[test]
+fn binary_search_decides_like_a_linear_chain_for_every_number() {
+    let args_list: [[u64; 6]; 4] = [
+        [0; 6],
+        [4, 0x541b, 0, 0, 0, 0],
+        [5, u64::from(TIOCSTI), 1, 0, 0, 0],
+        [u64::MAX, 0xffff_ffff_0000_541b, 2, 3, 4, 5],
+    ];
+    // Every known syscall allowed, every third one, none, and the test profile; conditions on
+    // ioctl and socket, execveat allowed outright in one of them.
+    let all: Vec<Sysno> = Sysno::iter().collect();
+    let mut profiles = vec![profile(SeccompAction::Kill), profile(SeccompAction::Errno)];
+    for (step, action) in
+        [(1, SeccompAction::Kill), (3, SeccompAction::Log), (7, SeccompAction::Errno)]
+    {
+        let mut p = profile(action);
+        p.allow = all.iter().step_by(step).map(|s| s.name().to_owned()).collect();
+        profiles.push(p);
+    }
+    let mut empty = profile(SeccompAction::Kill);
+    empty.rules.clear();
+    empty.allow.clear();
+    profiles.push(empty);
+    for p in &profiles {
+        let plan = compile(p, 4).expect("compile");
+        let reference = linear_reference(p, 4);
+        for arch in [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386] {
+            for nr in (0..600).chain([X32_SYSCALL_BIT | 1, u32::MAX]) {
+                for args in args_list {
+                    assert_eq!(
+                        run(&plan.program, arch, nr, args),
+                        run(&reference, arch, nr, args),
+                        "syscall {nr} arch {arch:#x} args {args:?} allow {}",
+                        p.allow.len()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn an_allowed_syscall_is_found_in_a_few_instructions() {
+    let mut p = profile(SeccompAction::Kill);
+    p.allow = Sysno::iter().map(|s| s.name().to_owned()).collect();
+    let plan = compile(&p, 4).expect("compile");
+    let before = plan.program.len();
+    // The instructions run until the verdict, for every allowed number: a linear chain walks
+    // up to all of them.
+    let steps = Sysno::iter()
+        .filter(|s| !ENOSYS_SYSCALLS.contains(s) && *s != Sysno::ioctl)
+        .map(|s| steps_to_verdict(&plan.program, nr(s)))
+        .max()
+        .expect("some");
+    assert!(steps < 40, "{steps} instructions of {before}");
+}
+
+fn steps_to_verdict(program: &[u64], nr: u32) -> usize {
+    let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0usize);
+    loop {
+        let (code, jt, jf, k) = unpack_insn(program[pc]);
+        pc += 1;
+        steps += 1;
+        let jump = |cond: bool| if cond { usize::from(jt) } else { usize::from(jf) };
+        match code {
+            0x20 => {
+                acc = if k == 4 {
+                    AUDIT_ARCH_X86_64
+                } else if k == 0 {
+                    nr
+                } else {
+                    0
+                }
+            }
+            0x05 => pc += k as usize,
+            0x15 => pc += jump(acc == k),
+            0x35 => pc += jump(acc >= k),
+            0x45 => pc += jump(acc & k != 0),
+            0x06 => return steps,
+            other => panic!("opcode {other:#x} on the way to the verdict"),
+        }
+    }
+}

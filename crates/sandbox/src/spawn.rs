@@ -1,9 +1,10 @@
 //! Starting `vitrine-shim` with the fd contract of DESIGN §3 (the supervisor's only spawn).
 //!
-//! The shim gets fd 3 = its end of the control socket, fd 4 = the descriptor to execute,
-//! fd 5 = the IPC end (fd transport only), stdin = /dev/null, stdout/stderr = pipes or the
-//! caller's own, and an empty environment. Its parent-death signal is tied to the calling
-//! thread, so callers spawn from one long-lived thread.
+//! The shim gets fd 3 = its end of the control socket, stdin = /dev/null, stdout/stderr = pipes
+//! or the caller's own, and an empty environment. The descriptor to execute and the IPC end
+//! arrive later with the plan ([`crate::proto::send_plan`]), and the shim puts them at fds 4
+//! and 5, so a shim can start while the binary is still being verified. Its parent-death
+//! signal is tied to the calling thread, so callers spawn from one long-lived thread.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -51,12 +52,7 @@ fn setup<T, E: Into<std::io::Error>>(r: Result<T, E>) -> Result<T, SpawnError> {
 
 /// Starts the shim at `shim_path` (`clone(CLONE_VM | CLONE_VFORK)`, see `sys::spawn`): the new
 /// process belongs to the calling thread's cgroups, and this returns once its exec succeeded.
-pub fn spawn_shim(
-    shim_path: &Path,
-    exec_fd: BorrowedFd<'_>,
-    ipc_fd: Option<BorrowedFd<'_>>,
-    output: Output,
-) -> Result<Shim, SpawnError> {
+pub fn spawn_shim(shim_path: &Path, output: Output) -> Result<Shim, SpawnError> {
     let (control, child_control) =
         setup(socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC))?;
     let null = setup(std::fs::File::open("/dev/null"))?;
@@ -66,16 +62,12 @@ pub fn spawn_shim(
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let mut moves: Vec<(BorrowedFd<'_>, i32)> = vec![
+    let moves: Vec<(BorrowedFd<'_>, i32)> = vec![
         (null.as_fd(), 0),
         (out.as_ref().map_or(stdout.as_fd(), |(_, w)| w.as_fd()), 1),
         (err.as_ref().map_or(stderr.as_fd(), |(_, w)| w.as_fd()), 2),
         (child_control.as_fd(), fds::CONTROL),
-        (exec_fd, fds::EXEC),
     ];
-    if let Some(ipc) = ipc_fd {
-        moves.push((ipc, fds::IPC));
-    }
     let path = CString::new(shim_path.as_os_str().as_bytes()).map_err(|_| SpawnError::Nul)?;
     let argv = vec![CString::new("vitrine-shim").map_err(|_| SpawnError::Nul)?];
     let exec = setup(sys::spawn::Exec::new(path, argv, Vec::new(), moves))?;

@@ -15,6 +15,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use vitrine_policy::{LoadContext, load_config, load_policy};
+use vitrine_sandbox::trace;
 
 use crate::launch::{self, Child, Exit, Launcher, Output};
 
@@ -25,8 +26,8 @@ pub struct RunArgs {
     pub config: Option<PathBuf>,
     /// Forward validated OSC received on this address to the child (`--osc-listen`).
     pub osc_listen: Option<std::net::SocketAddr>,
-    /// Run the visualization this many times in a row, reusing the prepared binary and filter,
-    /// and print spawn-time percentiles (benchmarks restarts).
+    /// Start the visualization, then restart it this many times as the daemon does, and print
+    /// restart-time percentiles (benchmarks restarts).
     pub repeat: Option<u32>,
 }
 
@@ -44,15 +45,33 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(&args.policy, &LoadContext::from_config(&config))
         .map_err(|d| anyhow::anyhow!("{d}"))?;
     let name = policy.visualization.name.to_string();
+    trace::stamp("supervisor", "policy loaded");
     let launcher = Launcher::start(launch::Options::run()).map_err(chain)?;
+    trace::stamp("supervisor", "launcher");
     for missing in launcher.cgroups().missing() {
         eprintln!("vitrine: {name}: warning: {missing}");
     }
-    let prepared = launch::prepare(&policy, &config).map_err(chain)?;
     if let Some(n) = args.repeat {
+        let prepared = launch::prepare(&policy, &config).map_err(chain)?;
         return repeat(&launcher, &prepared, n, &name);
     }
-    let mut child = launcher.spawn(&prepared, Output::Inherit).map_err(chain)?;
+    // The cgroup and the shim need only the policy: they are set up while another thread
+    // verifies the binary and compiles the filter; the shim waits for its plan meanwhile.
+    let limits = launch::cgroup_limits(&policy);
+    let (pending, prepared) = std::thread::scope(|s| {
+        let preparing = s.spawn(|| {
+            let prepared = launch::prepare(&policy, &config);
+            trace::stamp("supervisor", "prepared");
+            prepared
+        });
+        let pending = launcher.start_shim(&name, &limits, Output::Inherit);
+        (pending, preparing.join())
+    });
+    let prepared = match prepared {
+        Ok(prepared) => prepared.map_err(chain)?,
+        Err(_) => anyhow::bail!("preparing the launch panicked"),
+    };
+    let mut child = launcher.launch(pending.map_err(chain)?, &prepared).map_err(chain)?;
     eprintln!("vitrine: {name}: started, {}", child.enforced().summary());
     for warning in child.enforced().warnings() {
         eprintln!("vitrine: {name}: warning: {warning}");
@@ -129,8 +148,13 @@ fn report_exit(name: &str, exit: &Exit) {
     }
 }
 
-/// Spawns and waits `n` times; prints spawn-time percentiles (fork of the shim to exec of the
-/// visualization) on stderr. The exit code is the last run's.
+/// Restarts the visualization `n` times as the daemon does (`Launcher::spawn` for the first
+/// start, then after every exit a sandbox primed for the next start, `spawn_primed`; output to
+/// pipes; the prepared memfd and filter reused) and prints restart-time percentiles (from the
+/// restart's go to the shim's report that the visualization was executed) and the priming's,
+/// which the daemon does during the restart backoff, on stderr. What the sandbox wrote (at
+/// most a pipe's buffer) is copied to stdout and stderr after each run. The exit code is the
+/// last run's.
 fn repeat(
     launcher: &Launcher,
     prepared: &launch::Prepared,
@@ -138,16 +162,45 @@ fn repeat(
     name: &str,
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(n > 0, "--repeat needs at least one run");
-    let mut times = Vec::with_capacity(n as usize);
+    let (mut times, mut priming) = (Vec::new(), Vec::new());
     let mut last = Exit::Clean;
-    for _ in 0..n {
-        let mut child = launcher.spawn(prepared, Output::Inherit).map_err(chain)?;
-        times.push(child.spawn_time());
+    let mut primed = None;
+    // One first start, then `n` restarts.
+    for i in 0..=n {
+        let mut child = match primed.take() {
+            Some(primed) => launcher.spawn_primed(primed, prepared),
+            None => launcher.spawn(prepared, Output::Pipe),
+        }
+        .map_err(chain)?;
+        if i > 0 {
+            times.push(child.spawn_time());
+        }
+        let (stdout, stderr) = child.take_output();
         last = child.wait();
+        if let (Some(out), Some(err)) = (stdout, stderr) {
+            std::io::copy(&mut std::fs::File::from(out), &mut std::io::stdout().lock())
+                .context("copying the sandbox's stdout")?;
+            std::io::copy(&mut std::fs::File::from(err), &mut std::io::stderr().lock())
+                .context("copying the sandbox's stderr")?;
+        }
+        if i < n {
+            let begun = Instant::now();
+            primed = Some(launcher.prime(prepared, Output::Pipe).map_err(chain)?);
+            priming.push(begun.elapsed());
+        }
     }
-    times.sort();
-    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)].as_secs_f64() * 1e3;
-    eprintln!("vitrine: {name}: {n} spawns, p50 {:.2} ms, p99 {:.2} ms", pct(50), pct(99));
+    let pct = |v: &mut Vec<Duration>, p: usize| {
+        v.sort();
+        v[(v.len() * p / 100).min(v.len() - 1)].as_secs_f64() * 1e3
+    };
+    eprintln!(
+        "vitrine: {name}: {n} restarts, p50 {:.2} ms, p99 {:.2} ms (priming during the backoff: \
+         p50 {:.2} ms, p99 {:.2} ms)",
+        pct(&mut times, 50),
+        pct(&mut times, 99),
+        pct(&mut priming, 50),
+        pct(&mut priming, 99)
+    );
     Ok(ExitCode::from(u8::try_from(last.code()).unwrap_or(255)))
 }
 

@@ -24,6 +24,13 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// Spawns one sandbox. Blocking but short; called from `spawn_blocking`.
     fn spawn(&self, prepared: &Self::Prepared) -> Result<Self::Child, String>;
+
+    /// A restart of `prepared` will follow (the unit is backing off): the launcher may build
+    /// its sandbox ahead, so that the next `spawn` has less to do. Blocking; best effort.
+    fn prime(&self, _prepared: &Self::Prepared) {}
+
+    /// No restart of `prepared` follows (stopped or failed): drop what `prime` built.
+    fn unprime(&self, _prepared: &Self::Prepared) {}
 }
 
 /// A running sandbox as the daemon sees it.

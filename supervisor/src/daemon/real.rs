@@ -1,7 +1,9 @@
 //! The shipped launcher: the daemon's [`Launcher`] seam over the one spawn site
 //! (`crate::launch`), with pidfd-based waiting on the tokio reactor.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -17,6 +19,9 @@ use crate::osc::Delivery;
 pub struct RealLauncher {
     inner: launch::Launcher,
     config: Config,
+    /// Sandboxes built ahead for a restart, by visualization name. The lock is held while one
+    /// is built or used, so a spawn never races a priming of the same name.
+    primed: Mutex<HashMap<String, launch::Primed>>,
 }
 
 impl RealLauncher {
@@ -44,7 +49,7 @@ impl RealLauncher {
             }
             Err(e) => anyhow::bail!("cannot clean up the cgroups of a previous run: {}", chain(&e)),
         }
-        Ok(RealLauncher { inner, config: config.clone() })
+        Ok(RealLauncher { inner, config: config.clone(), primed: Mutex::default() })
     }
 }
 
@@ -57,8 +62,34 @@ impl Launcher for RealLauncher {
     }
 
     fn spawn(&self, prepared: &launch::Prepared) -> Result<RealChild, String> {
-        let child = self.inner.spawn(prepared, launch::Output::Pipe).map_err(|e| chain(&e))?;
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        // A sandbox primed for an older policy load is dropped (killed, its cgroup removed)
+        // before a new one is made under the same name.
+        let ready = primed.remove(prepared.name()).filter(|p| p.is_for(prepared));
+        let child = match ready {
+            Some(sandbox) => self.inner.spawn_primed(sandbox, prepared),
+            None => self.inner.spawn(prepared, launch::Output::Pipe),
+        };
+        drop(primed);
+        let child = child.map_err(|e| chain(&e))?;
         RealChild::new(child).map_err(|e| format!("cannot watch the sandbox's pidfd: {e}"))
+    }
+
+    fn prime(&self, prepared: &launch::Prepared) {
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        primed.remove(prepared.name());
+        match self.inner.prime(prepared, launch::Output::Pipe) {
+            Ok(sandbox) => {
+                primed.insert(prepared.name().to_owned(), sandbox);
+            }
+            // The restart then builds its sandbox from scratch and reports what fails.
+            Err(e) => tracing::debug!("cannot prime {}: {}", prepared.name(), chain(&e)),
+        }
+    }
+
+    fn unprime(&self, prepared: &launch::Prepared) {
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        primed.remove(prepared.name());
     }
 }
 

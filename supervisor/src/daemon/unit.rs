@@ -221,6 +221,7 @@ impl<L: Launcher> Driver<L> {
             Action::Disarm => self.timer = None,
             Action::BackingOff { delay, restarts } => {
                 self.note(&format!("restarting in {}", human_duration(delay)));
+                self.in_background(|launcher, prepared| launcher.prime(prepared));
                 self.publish(Event::BackingOff {
                     name: self.name.clone(),
                     delay_ms: millis(delay),
@@ -228,17 +229,25 @@ impl<L: Launcher> Driver<L> {
                 });
             }
             Action::Failed(reason) => {
+                self.in_background(|launcher, prepared| launcher.unprime(prepared));
                 self.note(&format!("failed: {reason}"));
                 tracing::error!(visualization = %self.name, "failed: {reason}");
                 self.error = Some(reason.clone());
                 self.publish(Event::Failed { name: self.name.clone(), reason });
             }
             Action::Stopped => {
+                self.in_background(|launcher, prepared| launcher.unprime(prepared));
                 self.note("stopped");
                 self.publish(Event::Stopped { name: self.name.clone() });
             }
         }
         None
+    }
+
+    /// Blocking launcher work that nothing waits for (the launcher orders it with spawns).
+    fn in_background(&self, work: impl FnOnce(&L, &L::Prepared) + Send + 'static) {
+        let (launcher, prepared) = (self.launcher.clone(), self.prepared.clone());
+        drop(tokio::task::spawn_blocking(move || work(&launcher, &prepared)));
     }
 
     async fn spawn(&mut self) -> Input {

@@ -105,14 +105,23 @@ impl Parts {
     /// Reads the shim's reports until the visualization runs; a failed step or an early end
     /// of the shim is an error (and the shim is reaped).
     pub(super) fn read_until_running(&mut self, started: Instant) -> Result<(), LaunchError> {
-        let result = self.read_reports(started);
+        self.read_until(started, false)
+    }
+
+    /// Reads the reports of a primed sandbox until it is ready for its go.
+    pub(super) fn read_until_ready(&mut self, started: Instant) -> Result<(), LaunchError> {
+        self.read_until(started, true)
+    }
+
+    fn read_until(&mut self, started: Instant, ready: bool) -> Result<(), LaunchError> {
+        let result = self.read_reports(started, ready);
         if result.is_err() {
             self.kill_and_reap();
         }
         result
     }
 
-    fn read_reports(&mut self, started: Instant) -> Result<(), LaunchError> {
+    fn read_reports(&mut self, started: Instant, until_ready: bool) -> Result<(), LaunchError> {
         loop {
             let left = SETUP_LIMIT.saturating_sub(started.elapsed());
             if !readable(self.shim.control.as_fd(), left)? {
@@ -143,7 +152,11 @@ impl Parts {
                     };
                     to.send(fd).map_err(|_| LaunchError::ShimDied("learning stopped".into()))?;
                 }
-                Report::Running => return Ok(()),
+                Report::Ready if until_ready => return Ok(()),
+                Report::Running if !until_ready => return Ok(()),
+                Report::Ready | Report::Running => {
+                    return Err(LaunchError::ShimDied("a report out of order".into()));
+                }
                 Report::Failed { step, error } => return Err(LaunchError::Refused { step, error }),
                 Report::Exited { .. } => {
                     return Err(LaunchError::ShimDied("exited before exec".into()));

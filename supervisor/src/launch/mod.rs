@@ -32,7 +32,7 @@ mod kmsg;
 mod plan;
 mod summary;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -41,11 +41,12 @@ use std::time::Instant;
 // `IpcEndpoint` and `Enforced` are part of the API for the daemon and OSC forwarding.
 #[allow(unused_imports)]
 pub use child::{Child, Exit, IpcEndpoint};
-pub use plan::{Prepared, prepare};
+pub use plan::{Prepared, cgroup_limits, prepare};
 #[allow(unused_imports)]
 pub use summary::Enforced;
 pub use vitrine_sandbox::spawn::Output;
 use vitrine_sandbox::spawn::{Shim, SpawnError, spawn_shim};
+use vitrine_sandbox::trace;
 
 /// Why a visualization could not be started. Every message names what to change.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +121,6 @@ impl Options {
 }
 
 struct Request {
-    exec: OwnedFd,
-    ipc: Option<OwnedFd>,
     output: Output,
     cgroup: vitrine_cgroup::Cgroup,
     reply: mpsc::Sender<Result<Spawned, LaunchError>>,
@@ -165,13 +164,57 @@ impl Launcher {
 
     /// Starts one sandbox for `prepared`; returns once the visualization was executed.
     pub fn spawn(&self, prepared: &Prepared, output: Output) -> Result<Child, LaunchError> {
+        let pending = self.start_shim(prepared.name(), prepared.cgroup_limits(), output)?;
+        self.launch(pending, prepared)
+    }
+
+    /// The first half of a start, which needs nothing of [`prepare`]'s work: creates the
+    /// visualization's cgroup with its limits and starts a shim in it, which waits for its plan.
+    /// `vitrine run` does this while the binary is verified; [`Launcher::launch`] finishes.
+    pub fn start_shim(
+        &self,
+        name: &str,
+        limits: &vitrine_cgroup::Limits,
+        output: Output,
+    ) -> Result<Pending, LaunchError> {
         let started = Instant::now();
-        let cgroup = self
-            .cgroups
-            .create(prepared.name(), prepared.cgroup_limits())
-            .map_err(LaunchError::Cgroup)?;
-        let result = self.spawn_in(prepared, output, &cgroup, started);
-        match result {
+        trace::stamp("supervisor", "start");
+        let cgroup = self.cgroups.create(name, limits).map_err(LaunchError::Cgroup)?;
+        trace::stamp("supervisor", "cgroup");
+        let (reply, answer) = mpsc::channel();
+        let request = Request { output, cgroup: cgroup.clone(), reply };
+        let sent = self
+            .requests
+            .lock()
+            .map_err(|_| LaunchError::ThreadGone)
+            .and_then(|tx| tx.clone().ok_or(LaunchError::ThreadGone))
+            .and_then(|tx| tx.send(request).map_err(|_| LaunchError::ThreadGone));
+        let spawned = sent.and_then(|()| answer.recv().map_err(|_| LaunchError::ThreadGone)?);
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                return Err(e);
+            }
+        };
+        trace::stamp("supervisor", "shim spawned");
+        let pending = Pending { shim: Some(spawned.shim), cgroup: Some(cgroup), started };
+        // The shim blocks on the plan, so it runs nothing of the policy before it is placed:
+        // born inside on v1; on v2 moved in here (CLONE_INTO_CGROUP would save this write).
+        if !spawned.placed
+            && let (Some(shim), Some(cgroup)) = (&pending.shim, &pending.cgroup)
+        {
+            cgroup.add_pid(shim.pid).map_err(LaunchError::Cgroup)?;
+        }
+        Ok(pending)
+    }
+
+    /// The second half: sends the plan with the verified binary (and the IPC end) to the
+    /// waiting shim and reads its reports until the visualization was executed.
+    pub fn launch(&self, pending: Pending, prepared: &Prepared) -> Result<Child, LaunchError> {
+        let (shim, cgroup, started) = pending.into_parts()?;
+        match launch_in(shim, prepared, started, false) {
             Ok(parts) => Ok(Child::new(prepared, parts, cgroup, started.elapsed())),
             Err(e) => {
                 let _ = cgroup.kill_all();
@@ -181,48 +224,164 @@ impl Launcher {
         }
     }
 
-    fn spawn_in(
-        &self,
-        prepared: &Prepared,
-        output: Output,
-        cgroup: &vitrine_cgroup::Cgroup,
-        started: Instant,
-    ) -> Result<child::Parts, LaunchError> {
-        let (ipc_ours, ipc_theirs) = prepared.ipc_pair()?;
-        let (reply, answer) = mpsc::channel();
-        let request = Request {
-            exec: prepared.exec_fd()?,
-            ipc: ipc_theirs,
-            output,
-            cgroup: cgroup.clone(),
-            reply,
-        };
-        let sender = self
-            .requests
-            .lock()
-            .map_err(|_| LaunchError::ThreadGone)?
-            .clone()
-            .ok_or(LaunchError::ThreadGone)?;
-        sender.send(request).map_err(|_| LaunchError::ThreadGone)?;
-        let spawned = answer.recv().map_err(|_| LaunchError::ThreadGone)??;
-        // The shim blocks on the plan, so it runs nothing of the policy before it is placed:
-        // born inside on v1; on v2 moved in here (CLONE_INTO_CGROUP would save this write).
-        let mut parts = child::Parts::new(spawned.shim, ipc_ours);
-        parts.listener = prepared.listener();
-        if !spawned.placed
-            && let Err(e) = cgroup.add_pid(parts.shim.pid)
-        {
-            parts.kill_and_reap();
-            return Err(LaunchError::Cgroup(e));
+    /// Builds a sandbox for `prepared` as far as it goes without the visualization, for a
+    /// restart: cgroup, shim, namespaces, mounts, network; its init then waits.
+    /// [`Launcher::spawn_primed`] lets it fork, restrict and exec the visualization.
+    pub fn prime(&self, prepared: &Prepared, output: Output) -> Result<Primed, LaunchError> {
+        trace::stamp("supervisor", "prime");
+        let pending = self.start_shim(prepared.name(), prepared.cgroup_limits(), output)?;
+        let (shim, cgroup, started) = pending.into_parts()?;
+        match launch_in(shim, prepared, started, true) {
+            Ok(parts) => {
+                trace::stamp("supervisor", "primed");
+                Ok(Primed { parts: Some(parts), cgroup: Some(cgroup), prepared: prepared.id() })
+            }
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                Err(e)
+            }
         }
-        let plan = prepared.plan_for(std::process::id());
-        if let Err(e) = vitrine_sandbox::proto::send_plan(parts.shim.control.as_fd(), &plan) {
-            parts.kill_and_reap();
-            return Err(e.into());
-        }
-        parts.read_until_running(started)?;
-        Ok(parts)
     }
+
+    /// Starts the visualization in a sandbox [`Launcher::prime`] built for the same
+    /// [`Prepared`]; returns once it was executed. The spawn time counts from the go.
+    pub fn spawn_primed(
+        &self,
+        mut primed: Primed,
+        prepared: &Prepared,
+    ) -> Result<Child, LaunchError> {
+        if primed.prepared != prepared.id() {
+            return Err(LaunchError::ShimDied("primed for another policy load".into()));
+        }
+        let (Some(mut parts), Some(cgroup)) = (primed.parts.take(), primed.cgroup.take()) else {
+            return Err(LaunchError::ShimDied("the primed sandbox was already used".into()));
+        };
+        let started = Instant::now();
+        trace::stamp("supervisor", "go");
+        let go = vitrine_sandbox::proto::send_go(parts.shim.control.as_fd());
+        let result = match go {
+            Ok(()) => parts.read_until_running(started),
+            Err(e) => {
+                parts.kill_and_reap();
+                Err(e.into())
+            }
+        };
+        match result {
+            Ok(()) => {
+                trace::stamp("supervisor", "running");
+                Ok(Child::new(prepared, parts, cgroup, started.elapsed()))
+            }
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.remove();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A sandbox built for a restart, waiting before its visualization's fork (see
+/// [`Launcher::prime`]). Dropped unused, it is killed and its cgroup removed.
+pub struct Primed {
+    parts: Option<child::Parts>,
+    cgroup: Option<vitrine_cgroup::Cgroup>,
+    /// [`Prepared::id`] of the policy load it was built for.
+    prepared: u64,
+}
+
+impl std::fmt::Debug for Primed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pid = self.parts.as_ref().map(|p| p.shim.pid);
+        f.debug_struct("Primed").field("shim", &pid).field("prepared", &self.prepared).finish()
+    }
+}
+
+impl Primed {
+    /// Whether this sandbox was built for `prepared` (the same policy load).
+    pub fn is_for(&self, prepared: &Prepared) -> bool {
+        self.prepared == prepared.id()
+    }
+}
+
+impl Drop for Primed {
+    fn drop(&mut self) {
+        if let Some(mut parts) = self.parts.take() {
+            parts.kill_and_reap();
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+    }
+}
+
+/// A shim started in the visualization's cgroup, waiting for its plan. Dropped unused, it is
+/// killed and its cgroup removed.
+#[derive(Debug)]
+pub struct Pending {
+    shim: Option<Shim>,
+    cgroup: Option<vitrine_cgroup::Cgroup>,
+    started: Instant,
+}
+
+impl Pending {
+    fn into_parts(mut self) -> Result<(Shim, vitrine_cgroup::Cgroup, Instant), LaunchError> {
+        match (self.shim.take(), self.cgroup.take()) {
+            (Some(shim), Some(cgroup)) => Ok((shim, cgroup, self.started)),
+            _ => Err(LaunchError::ShimDied("the shim was already used".into())),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(shim) = self.shim.take() {
+            child::Parts::new(shim, None).kill_and_reap();
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.kill_all();
+            let _ = cgroup.remove();
+        }
+    }
+}
+
+/// Sends the plan and its descriptors, then reads the reports until the visualization runs,
+/// or with `hold` until the primed sandbox is ready.
+fn launch_in(
+    shim: Shim,
+    prepared: &Prepared,
+    started: Instant,
+    hold: bool,
+) -> Result<child::Parts, LaunchError> {
+    let (ipc_ours, ipc_theirs) = match prepared.ipc_pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            child::Parts::new(shim, None).kill_and_reap();
+            return Err(e);
+        }
+    };
+    let mut parts = child::Parts::new(shim, ipc_ours);
+    parts.listener = prepared.listener();
+    let mut plan = prepared.plan_for(std::process::id());
+    plan.trace = trace::enabled();
+    plan.hold = hold;
+    let exec = prepared.binary_fd();
+    let mut fds = vec![exec];
+    fds.extend(ipc_theirs.as_ref().map(|f| f.as_fd()));
+    if let Err(e) = vitrine_sandbox::proto::send_plan(parts.shim.control.as_fd(), &plan, &fds) {
+        parts.kill_and_reap();
+        return Err(e.into());
+    }
+    drop(ipc_theirs);
+    trace::stamp("supervisor", "plan sent");
+    if hold {
+        parts.read_until_ready(started)?;
+    } else {
+        parts.read_until_running(started)?;
+        trace::stamp("supervisor", "running");
+    }
+    Ok(parts)
 }
 
 /// On the spawn thread: enters the request's cgroup (v1), starts the shim, which is then born
@@ -239,8 +398,7 @@ fn spawn_placed(
             return Err(LaunchError::Cgroup(e));
         }
     };
-    let ipc = req.ipc.as_ref().map(|f| f.as_fd());
-    let shim = spawn_shim(shim_path, req.exec.as_fd(), ipc, req.output);
+    let shim = spawn_shim(shim_path, req.output);
     let back = manager.return_calling_thread();
     let shim = shim?;
     if let Err(e) = back {

@@ -1,7 +1,8 @@
 //! Turning a validated policy into a [`Prepared`] launch: done once per policy load.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ const MASK_SIZE: u64 = 1 << 20;
 /// Everything a spawn needs, computed once per policy load and reused by restarts.
 #[derive(Debug)]
 pub struct Prepared {
+    /// Unique per policy load in this process (a primed sandbox is only used for its own).
+    id: u64,
     name: String,
     plan: Plan,
     binary: VerifiedBinary,
@@ -44,6 +47,10 @@ pub struct Prepared {
 impl Prepared {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The plan as the shim will receive it (with this process as the expected parent).
@@ -94,9 +101,9 @@ impl Prepared {
         self.plan.ipc
     }
 
-    /// A fresh duplicate of the verified binary's descriptor for one spawn.
-    pub(super) fn exec_fd(&self) -> std::io::Result<OwnedFd> {
-        self.binary.fd.try_clone()
+    /// The verified binary's descriptor, sent to each shim with its plan.
+    pub(super) fn binary_fd(&self) -> BorrowedFd<'_> {
+        self.binary.fd.as_fd()
     }
 
     /// For the fd transport: the supervisor's end and the end that becomes the child's fd 3.
@@ -141,22 +148,31 @@ pub fn prepare(policy: &Policy, config: &Config) -> Result<Prepared, LaunchError
         seccomp,
         rlimits: Rlimits { nofile: policy.limits.open_files },
         ipc,
+        trace: false,
+        hold: false,
     };
-    let limits = vitrine_cgroup::Limits {
-        memory: policy.limits.memory,
-        cpu: policy.limits.cpu,
-        cpuset: policy.limits.cpuset.as_ref().map(|c| c.to_string()),
-        pids: policy.limits.pids,
-    };
+    static LOADS: AtomicU64 = AtomicU64::new(0);
     Ok(Prepared {
+        id: LOADS.fetch_add(1, Ordering::Relaxed),
         name: viz.name.to_string(),
         plan,
         binary,
-        limits,
+        limits: cgroup_limits(policy),
         user,
         stop_timeout: policy.restart.stop_timeout,
         listener: None,
     })
+}
+
+/// The cgroup limits of a policy (known before [`prepare`], so the cgroup can be created
+/// while the binary is verified).
+pub fn cgroup_limits(policy: &Policy) -> vitrine_cgroup::Limits {
+    vitrine_cgroup::Limits {
+        memory: policy.limits.memory,
+        cpu: policy.limits.cpu,
+        cpuset: policy.limits.cpuset.as_ref().map(|c| c.to_string()),
+        pids: policy.limits.pids,
+    }
 }
 
 /// The policy's environment, plus `VITRINE_OSC_FD=3` for the fd transport.

@@ -137,9 +137,19 @@ impl Run {
 
 /// `vitrine run POLICY` with `envs`, waiting at most the watchdog's patience.
 pub fn vitrine_run(policy: &Path, envs: &[(&str, &str)]) -> Run {
+    vitrine_run_with(policy, &[], envs)
+}
+
+/// `vitrine run POLICY ARGS...`, as [`vitrine_run`].
+pub fn vitrine_run_with(policy: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     helpers();
     let mut cmd = Command::new(VITRINE);
-    cmd.arg("run").arg(policy).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("run")
+        .arg(policy)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.env("VITRINE_SHIM", &helpers().0);
     for (k, v) in envs {
         cmd.env(k, v);

@@ -4,6 +4,7 @@
 //! call cannot violate memory safety. Everything above this module uses safe functions only.
 
 pub mod caps;
+pub mod clock;
 pub mod fd;
 pub mod filter;
 pub mod landlock_abi;
