@@ -25,7 +25,7 @@ use crate::trust::{
 /// One ban as the file holds it and the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
-    /// The key the violation came from; the ban covers every key of the same trust entry.
+    /// The banned key; a violation bans every key of the peer's trust entry, one record each.
     pub id: PeerId,
     /// When the ban began; absent in files written by hand.
     pub since: Option<SystemTime>,
@@ -185,13 +185,18 @@ impl BanBook {
         Ok(BanBook { held, seen: Some(text), unsaved: false, reported: None, cap })
     }
 
-    /// The ban in force on any of `keys` (all keys of one peer).
+    /// The ban in force on any of `keys` (all keys of one peer) that lasts longest; of bans
+    /// that end together (one violation bans every key), the one on the earliest of `keys`.
     pub fn active(&self, keys: &[PeerId], now: Clock) -> Option<Ban> {
-        self.held
-            .iter()
-            .filter(|h| keys.contains(&h.filed.id) && h.deadline > now.mono)
-            .max_by_key(|h| h.deadline)
-            .map(|h| h.current(now))
+        let mut best: Option<&Held> = None;
+        for key in keys {
+            for h in self.held.iter().filter(|h| h.filed.id == *key && h.deadline > now.mono) {
+                if best.is_none_or(|b| h.deadline > b.deadline) {
+                    best = Some(h);
+                }
+            }
+        }
+        best.map(|h| h.current(now))
     }
 
     /// Every ban in force.
@@ -199,21 +204,23 @@ impl BanBook {
         self.held.iter().filter(|h| h.deadline > now.mono).map(|h| h.current(now)).collect()
     }
 
-    /// Records a ban on `id` for `length` (replacing an earlier one on the same key), drops
-    /// expired ones and writes the file. On a failed write the ban holds in memory, the next
-    /// reloads retry the write, and the problem to report is returned.
+    /// Records a ban on each of `keys` for `length` (replacing earlier ones on the same keys),
+    /// drops expired ones and writes the file. On a failed write the bans hold in memory, the
+    /// next reloads retry the write, and the problem to report is returned.
     pub fn ban(
         &mut self,
         path: &Path,
-        id: PeerId,
+        keys: &[PeerId],
         reason: &str,
         length: Duration,
         now: Clock,
     ) -> Option<String> {
-        self.held.retain(|h| h.filed.id != id && h.deadline > now.mono);
-        let filed =
-            Ban { id, since: Some(now.wall), until: now.wall + length, reason: reason.into() };
-        self.held.push(Held { filed, length, deadline: now.mono + length });
+        self.held.retain(|h| !keys.contains(&h.filed.id) && h.deadline > now.mono);
+        for &id in keys {
+            let filed =
+                Ban { id, since: Some(now.wall), until: now.wall + length, reason: reason.into() };
+            self.held.push(Held { filed, length, deadline: now.mono + length });
+        }
         self.unsaved = true;
         self.retry_write(path, now)
     }
@@ -383,7 +390,7 @@ mod tests {
         let path = dir.path().join("bans.toml");
         let mono = Instant::now();
         let mut book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, at(0, mono)), None);
+        assert_eq!(book.ban(&path, &[id(1)], "rate", 5 * MIN, at(0, mono)), None);
         // The peer's other key is banned too.
         assert!(book.active(&[id(2), id(1)], at(1, mono)).is_some());
         assert!(book.active(&[id(2)], at(1, mono)).is_none());
@@ -405,7 +412,7 @@ mod tests {
         let path = dir.path().join("bans.toml");
         let mono = Instant::now();
         let mut book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, at(0, mono)), None);
+        assert_eq!(book.ban(&path, &[id(1)], "rate", 5 * MIN, at(0, mono)), None);
         // A normal restart one minute later: four minutes left.
         let later = at(60, mono);
         let again = BanBook::load(&path, 5 * MIN, later).unwrap();
@@ -431,7 +438,7 @@ mod tests {
         let path = dir.path().join("bans.toml");
         let now = at(0, Instant::now());
         let mut book = BanBook::load(&path, 5 * MIN, now).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, now), None);
+        assert_eq!(book.ban(&path, &[id(1)], "rate", 5 * MIN, now), None);
         // The file turns into something unreadable: the ban stays, the error is told once.
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
@@ -444,7 +451,7 @@ mod tests {
         // A first ban whose write fails stays in force; later reloads retry the write.
         let path = dir.path().join("missing/bans.toml");
         let mut book = BanBook::load(&path, 5 * MIN, now).unwrap();
-        assert!(book.ban(&path, id(2), "rate", 5 * MIN, now).is_some());
+        assert!(book.ban(&path, &[id(2)], "rate", 5 * MIN, now).is_some());
         assert!(matches!(book.reload(&path, now), Reload::Unchanged));
         assert!(book.active(&[id(2)], now).is_some());
         std::fs::create_dir(dir.path().join("missing")).unwrap();

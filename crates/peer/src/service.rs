@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::bans::{Ban, BanBook, Clock};
 use crate::discovery::Discovery;
 use crate::error::PeerError;
-use crate::event::{InboundOsc, PeerEvent};
+use crate::event::{InboundOsc, PeerEvent, PeerStatus};
 use crate::frame::{Frame, Rotate};
 use crate::handshake;
 use crate::id::PeerId;
@@ -28,6 +28,8 @@ use crate::trust::{Forgotten, Role, Standing, TrustStore, read_state};
 
 /// How often the trust store and the bans are re-read and the dialers look for work.
 const TICK: Duration = Duration::from_secs(1);
+/// Status documents queued for the supervisor before more are dropped.
+const STATUS_QUEUE: usize = 64;
 /// How long a rotation waits for each peer to confirm the new pin.
 const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,6 +38,8 @@ const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerChannels {
     pub events: mpsc::UnboundedReceiver<PeerEvent>,
     pub osc: mpsc::Receiver<InboundOsc>,
+    /// Peers' status documents; [`PeerService::status_dropped`] counts those that did not fit.
+    pub status: mpsc::Receiver<PeerStatus>,
 }
 
 /// A trusted peer as `vitrine peers list` shows it.
@@ -119,6 +123,7 @@ impl PeerService {
         }
         let (events_tx, events) = mpsc::unbounded_channel();
         let (osc_tx, osc) = mpsc::channel(1024);
+        let (status_tx, status) = mpsc::channel(STATUS_QUEUE);
         let identity = Arc::new(identity);
         let gate = Arc::new(LateGate::default());
         let configs = TlsConfigs::build(&identity, gate.clone())?;
@@ -129,6 +134,7 @@ impl PeerService {
             identity: RwLock::new(identity.clone()),
             tls: RwLock::new(configs),
             trust: Mutex::new(TrustState { store, seen: Some(seen), read_error: None }),
+            trust_changed: watch::Sender::new(0),
             links: Mutex::default(),
             bans: Mutex::new(bans),
             buckets: Mutex::default(),
@@ -138,6 +144,8 @@ impl PeerService {
             rotate_acks: Mutex::default(),
             discovered: Mutex::default(),
             events: events_tx,
+            status_tx,
+            status_dropped: AtomicU64::new(0),
             osc: osc_tx,
             osc_dropped: AtomicU64::new(0),
             next_serial: AtomicU64::new(0),
@@ -153,7 +161,7 @@ impl PeerService {
         tracing::info!(id = %identity.id(), %local_addr, "peer service listening");
         Ok((
             Self { shared, local_addr, stop, tasks, discovery: Mutex::new(discovery) },
-            PeerChannels { events, osc },
+            PeerChannels { events, osc, status },
         ))
     }
 
@@ -299,6 +307,11 @@ impl PeerService {
         let links = lock(&self.shared.links);
         let link = links.get(&key).ok_or(PeerError::NotConnected(*peer))?;
         link.out.try_send(frame).map_err(|_| PeerError::NotConnected(*peer))
+    }
+
+    /// Status documents dropped because the supervisor did not keep up.
+    pub fn status_dropped(&self) -> u64 {
+        self.shared.status_dropped.load(Ordering::Relaxed)
     }
 
     /// OSC packets dropped because the supervisor did not keep up.

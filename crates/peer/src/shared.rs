@@ -17,7 +17,7 @@ use vitrine_osc::rate::TokenBucket;
 
 use crate::bans::{Ban, BanBook, Clock, Reload};
 use crate::error::PeerError;
-use crate::event::{InboundOsc, PeerEvent};
+use crate::event::{InboundOsc, PeerEvent, PeerStatus};
 use crate::frame::Frame;
 use crate::id::PeerId;
 use crate::identity::{Identity, IdentityOptions};
@@ -177,6 +177,8 @@ pub(crate) struct Shared {
     pub identity: RwLock<Arc<Identity>>,
     pub tls: RwLock<TlsConfigs>,
     pub trust: Mutex<TrustState>,
+    /// Bumped whenever the trust store in force changes (a reload, a pin, a forget, a rotation).
+    pub trust_changed: watch::Sender<u64>,
     pub links: Mutex<HashMap<PeerId, LinkHandle>>,
     pub bans: Mutex<BanBook>,
     /// OSC rate buckets by the current key of each trust entry: a peer's links, one after
@@ -190,6 +192,8 @@ pub(crate) struct Shared {
     /// Addresses learned from mDNS, by the ID their TXT record claims.
     pub discovered: Mutex<HashMap<PeerId, Vec<SocketAddr>>>,
     pub events: mpsc::UnboundedSender<PeerEvent>,
+    pub status_tx: mpsc::Sender<PeerStatus>,
+    pub status_dropped: AtomicU64,
     pub osc: mpsc::Sender<InboundOsc>,
     pub osc_dropped: AtomicU64,
     pub next_serial: AtomicU64,
@@ -248,14 +252,18 @@ impl Shared {
     }
 
     pub fn emit(&self, event: PeerEvent) {
-        match &event {
-            // Every link sends one each status_interval: too frequent, and too long, for info.
-            PeerEvent::Status { peer, payload } => {
-                tracing::debug!(%peer, bytes = payload.len(), "peer status")
-            }
-            _ => tracing::info!(kind = event.kind(), ?event, "peer event"),
-        }
+        tracing::info!(kind = event.kind(), ?event, "peer event");
         let _ = self.events.send(event);
+    }
+
+    /// Hands a peer's status document to the supervisor and keeps it as the peer's last; when
+    /// the supervisor does not keep up, the document is dropped and counted.
+    pub fn deliver_status(&self, peer: PeerId, payload: Vec<u8>) {
+        tracing::debug!(%peer, bytes = payload.len(), "peer status");
+        self.heard_from(peer, Some(payload.clone()));
+        if self.status_tx.try_send(PeerStatus { peer, payload }).is_err() {
+            self.status_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// May `id` finish a TLS handshake with us? Pinned keys may; strangers only while a
@@ -292,17 +300,19 @@ impl Shared {
         self.ban_of(id).is_some()
     }
 
-    /// Refuses the peer `id` belongs to (all its keys) for the configured cooldown, closes
-    /// its links, and writes the ban to disk so a restart of the daemon does not lift it. A
-    /// failed write is reported; the ban holds in memory and the write is retried.
+    /// Refuses the peer `id` belongs to for the configured cooldown, recording the ban on every
+    /// key of its entry (so dropping a previous key never drops its ban), closes its links,
+    /// and writes the ban to disk so a restart of the daemon does not lift it. A failed write
+    /// is reported; the ban holds in memory and the write is retried.
     pub fn ban(&self, id: PeerId, reason: &str) {
         let path = &self.cfg.bans_path;
-        let problem = lock(&self.bans).ban(path, id, reason, self.cfg.ban, Clock::now());
+        let keys = self.keys_of(&id);
+        let problem = lock(&self.bans).ban(path, &keys, reason, self.cfg.ban, Clock::now());
         if let Some(error) = problem {
             self.emit(PeerEvent::BansKept { error });
         }
-        for key in self.keys_of(&id) {
-            self.close_link(&key, reason);
+        for key in &keys {
+            self.close_link(key, reason);
         }
     }
 
@@ -327,17 +337,22 @@ impl Shared {
             .try_take(now)
     }
 
-    /// Moves a peer's rate bucket to its new key, so rotating does not refill it.
-    pub fn rekey_bucket(&self, old: &PeerId, new: PeerId) {
+    /// Moves what is kept under a peer's old key (its rate bucket, what it last told) to its
+    /// new key, so rotating neither refills the bucket nor leaves a stale record behind.
+    pub fn rekey(&self, old: &PeerId, new: PeerId) {
         let mut buckets = lock(&self.buckets);
         if let Some(bucket) = buckets.remove(old) {
             buckets.insert(new, bucket);
         }
+        drop(buckets);
+        let mut heard = lock(&self.heard);
+        if let Some(h) = heard.remove(old) {
+            heard.insert(new, h);
+        }
     }
 
-    /// The status document for the peer `id`, by its current role; empty for no role.
-    pub fn status_for(&self, id: &PeerId) -> Vec<u8> {
-        let role = self.role_of(id);
+    /// The status document for a peer of `role`; empty for no role.
+    pub fn status_for(&self, role: Option<Role>) -> Vec<u8> {
         let docs = lock(&self.status);
         match role {
             Some(Role::Controller) => docs.controller.clone(),
@@ -403,6 +418,7 @@ impl Shared {
             Ok(store) => {
                 state.store = store.clone();
                 drop(state);
+                self.trust_changed.send_modify(|n| *n += 1);
                 self.emit(PeerEvent::TrustReloaded { peers: store.peers.len() });
                 Some(store)
             }
@@ -425,6 +441,8 @@ impl Shared {
             store.save(&self.cfg.trust_path)?;
             state.seen = Some(store.to_toml());
             state.store = store;
+            drop(state);
+            self.trust_changed.send_modify(|n| *n += 1);
         }
         Ok(r)
     }

@@ -352,7 +352,8 @@ async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
     });
     store.save(&a.trust_path()).unwrap();
     a.wait("connected", is_connected(idb)).await;
-    a.wait("status", |e| matches!(e, PeerEvent::Status { peer, .. } if *peer == idb)).await;
+    let status = tokio::time::timeout(PATIENCE, a.status.recv()).await.expect("no status");
+    assert_eq!(status.map(|s| s.peer), Some(idb));
     let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
     assert!(info.connected.is_some() && info.last_seen.is_some() && info.down.is_none());
     assert_eq!(info.status.map(|s| s.1), Some(br#"{"visualizations":["aurora"]}"#.to_vec()));
