@@ -45,6 +45,7 @@ pub struct CompanionHooks {
     hub: Option<Arc<Hub>>,
     midi: Arc<Bridges>,
     bus: EventBus,
+    peering: Option<Arc<Peering>>,
 }
 
 impl Companions {
@@ -180,6 +181,7 @@ impl Companions {
             hub: self.hub.clone(),
             midi: Arc::clone(&self.midi),
             bus: self.bus.clone(),
+            peering: self.peering.clone(),
         }
     }
 }
@@ -259,6 +261,12 @@ impl Hooks for CompanionHooks {
         self.midi.stop(name);
         if let Some(hub) = &self.hub {
             hub.detach(name);
+        }
+    }
+
+    fn local_prefixes(&self, prefixes: Vec<String>) {
+        if let Some(p) = &self.peering {
+            p.set_local_prefixes(prefixes);
         }
     }
 
