@@ -215,6 +215,12 @@ impl BanBook {
         length: Duration,
         now: Clock,
     ) -> Option<String> {
+        // Edits made by hand since the last read are taken in first, so the write below
+        // keeps them (a ban added or deleted a moment ago).
+        let mut problem = match self.absorb(path, now) {
+            Reload::Kept(error) => Some(error),
+            _ => None,
+        };
         self.held.retain(|h| !keys.contains(&h.filed.id) && h.deadline > now.mono);
         for &id in keys {
             let filed =
@@ -222,7 +228,10 @@ impl BanBook {
             self.held.push(Held { filed, length, deadline: now.mono + length });
         }
         self.unsaved = true;
-        self.retry_write(path, now)
+        if let Some(p) = self.retry_write(path, now) {
+            problem = Some(p);
+        }
+        problem
     }
 
     /// Writes the bans in memory; the problem to report when that fails (once per error).
@@ -238,8 +247,12 @@ impl BanBook {
         self.held.retain(|h| h.deadline > now.mono);
         let list = BanList { bans: self.held.iter().map(|h| h.current(now)).collect() };
         list.save(path)?;
-        self.seen = Some(list.to_toml());
-        for (h, b) in self.held.iter_mut().zip(list.bans) {
+        let text = list.to_toml();
+        // What the file now says, to the second: a later reload recognizes these bans as
+        // unchanged and keeps their monotonic deadlines.
+        let written = BanList::parse(path, &text)?;
+        self.seen = Some(text);
+        for (h, b) in self.held.iter_mut().zip(written.bans) {
             h.filed = b;
         }
         self.unsaved = false;
@@ -258,6 +271,12 @@ impl BanBook {
                 None => Reload::Applied,
             };
         }
+        self.absorb(path, now)
+    }
+
+    /// Reads the file and applies what changed in it. While bans are not on disk yet, only
+    /// bans added by hand are taken (the memory rules; the pending write keeps them).
+    fn absorb(&mut self, path: &Path, now: Clock) -> Reload {
         let text = match read_state(path) {
             Ok(text) => text.unwrap_or_default(),
             Err(e) => return self.keep(crate::service::error_chain(&e)),
@@ -272,6 +291,14 @@ impl BanBook {
         };
         self.seen = Some(text);
         self.reported = None;
+        if self.unsaved {
+            for ban in list.bans {
+                if !self.held.iter().any(|h| h.filed.id == ban.id) {
+                    self.held.extend(Held::from_file(ban, self.cap, now));
+                }
+            }
+            return Reload::Applied;
+        }
         // A ban the file still holds unchanged keeps its monotonic deadline; a new or edited
         // one is read from its wall times.
         let mut held = Vec::new();
@@ -430,6 +457,52 @@ mod tests {
         std::fs::write(&path, format!("[[ban]]\nid = \"{}\"\nuntil = \"{far}\"\n", id(3))).unwrap();
         let book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
         assert_eq!(book.active(&[id(3)], at(0, mono)).unwrap().until, at(0, mono).wall + 5 * MIN);
+    }
+
+    #[test]
+    fn an_edit_of_another_entry_keeps_a_bans_monotonic_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bans.toml");
+        let mono = Instant::now();
+        // A wall clock with sub-second precision, as a real one has.
+        let mut t0 = at(0, mono);
+        t0.wall += Duration::from_millis(437);
+        let mut book = BanBook::load(&path, 5 * MIN, t0).unwrap();
+        assert_eq!(book.ban(&path, &[id(1)], "rate", 5 * MIN, t0), None);
+        // Someone adds a ban by hand, then the wall clock jumps a day ahead.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "\n[[ban]]\nid = \"{}\"\nuntil = \"{}\"\n",
+            id(2),
+            fmt_time(t0.wall + MIN)
+        ));
+        std::fs::write(&path, text).unwrap();
+        let mut jumped = at(60, mono);
+        jumped.wall += Duration::from_secs(86_400);
+        assert!(matches!(book.reload(&path, jumped), Reload::Applied));
+        // The first ban still ends four minutes from now by the monotonic clock.
+        let until = book.active(&[id(1)], jumped).unwrap().until;
+        assert_eq!(until, jumped.wall + 4 * MIN);
+        assert!(book.active(&[id(1)], at(299, mono)).is_some());
+        assert!(book.active(&[id(1)], at(301, mono)).is_none());
+    }
+
+    #[test]
+    fn a_ban_keeps_bans_added_by_hand_a_moment_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bans.toml");
+        let now = at(0, Instant::now());
+        let mut book = BanBook::load(&path, 5 * MIN, now).unwrap();
+        assert_eq!(book.ban(&path, &[id(1)], "rate", 5 * MIN, now), None);
+        let hand =
+            format!("[[ban]]\nid = \"{}\"\nuntil = \"{}\"\n", id(2), fmt_time(now.wall + MIN));
+        std::fs::write(&path, format!("{}\n{hand}", std::fs::read_to_string(&path).unwrap()))
+            .unwrap();
+        // No reload ran in between: the next ban still keeps it.
+        assert_eq!(book.ban(&path, &[id(3)], "rate", 5 * MIN, now), None);
+        let ids: Vec<PeerId> = BanList::load(&path).unwrap().bans.iter().map(|b| b.id).collect();
+        assert!(ids.contains(&id(1)) && ids.contains(&id(2)) && ids.contains(&id(3)), "{ids:?}");
+        assert!(book.active(&[id(2)], now).is_some());
     }
 
     #[test]

@@ -133,7 +133,12 @@ impl PeerService {
             gate: gate.clone(),
             identity: RwLock::new(identity.clone()),
             tls: RwLock::new(configs),
-            trust: Mutex::new(TrustState { store, seen: Some(seen), read_error: None }),
+            trust: Mutex::new(TrustState {
+                store,
+                seen: Some(seen),
+                read_error: None,
+                invalid: None,
+            }),
             trust_changed: watch::Sender::new(0),
             links: Mutex::default(),
             bans: Mutex::new(bans),

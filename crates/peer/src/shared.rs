@@ -168,6 +168,8 @@ pub(crate) struct TrustState {
     pub seen: Option<String>,
     /// The last read error reported, so that a lasting one is reported once.
     pub read_error: Option<String>,
+    /// Why the file on disk, as last seen, was not applied (it does not parse).
+    pub invalid: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -414,6 +416,7 @@ impl Shared {
         }
         let parsed = TrustStore::parse(&self.cfg.trust_path, &text);
         state.seen = Some(text);
+        state.invalid = parsed.as_ref().err().map(ToString::to_string);
         match parsed {
             Ok(store) => {
                 state.store = store.clone();
@@ -431,10 +434,15 @@ impl Shared {
     }
 
     /// Applies a change to the trust store and writes it atomically, after picking up any edit
-    /// made by hand since the last read.
+    /// made by hand since the last read. While the file on disk cannot be read or does not
+    /// parse, nothing is written over it (the admin's edit would be lost): the change is
+    /// refused.
     pub fn modify_trust<R>(&self, f: impl FnOnce(&mut TrustStore) -> R) -> Result<R, PeerError> {
         self.reload_trust_if_changed();
         let mut state = lock(&self.trust);
+        if let Some(problem) = state.read_error.as_ref().or(state.invalid.as_ref()) {
+            return Err(PeerError::TrustFilePending(problem.clone()));
+        }
         let mut store = state.store.clone();
         let r = f(&mut store);
         if store != state.store {
