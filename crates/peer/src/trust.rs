@@ -234,10 +234,14 @@ impl TrustStore {
     }
 
     /// Pins a peer. A human pairing clears a forgotten record; callers on the automatic
-    /// (site key) path must check [`Standing::Forgotten`] first.
+    /// (site key) path must check [`Standing::Forgotten`] first. A key another entry rotated
+    /// away from (its grace period over) stops being that entry's: a key belongs to one entry.
     pub fn pin(&mut self, entry: PeerEntry) {
         self.forgotten.retain(|f| f.id != entry.id);
         self.peers.retain(|e| e.id != entry.id);
+        for e in &mut self.peers {
+            e.previous.retain(|k| k.id != entry.id);
+        }
         self.peers.push(entry);
     }
 
@@ -563,6 +567,19 @@ mod tests {
     }
 
     #[test]
+    fn pinning_a_key_another_entry_rotated_away_from_keeps_the_store_valid() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.rotate(&id(1), id(2), &id(200), now, WEEK).unwrap();
+        // After the grace period the old key is a stranger, which the site key may pin.
+        assert_eq!(s.standing(&id(1), now + 2 * WEEK), Standing::Stranger);
+        s.pin(entry(1));
+        assert!(TrustStore::parse(Path::new("p"), &s.to_toml()).is_ok());
+        assert_eq!(s.keys_of(&id(2)), [id(2)]);
+    }
+
+    #[test]
     fn a_key_in_two_entries_does_not_parse() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
         let mut s = TrustStore::default();
@@ -577,7 +594,7 @@ mod tests {
         let mut e = entry(1);
         e.previous.push(PreviousKey { id: id(3), until: now + WEEK });
         s.pin(e);
-        s.pin(entry(3));
+        s.peers.push(entry(3));
         let err = TrustStore::parse(Path::new("p"), &s.to_toml()).unwrap_err().to_string();
         assert!(err.contains("pinned twice"), "{err}");
     }
