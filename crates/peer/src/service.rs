@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, lookup_host};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::bans::{Ban, BanBook, Clock};
+use crate::bans::{Ban, Bans, Clock};
 use crate::discovery::Discovery;
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent, PeerStatus};
@@ -117,7 +117,7 @@ impl PeerService {
         let store = TrustStore::parse(&cfg.trust_path, &seen)?;
         // Refusing to start beats starting without the bans (fail closed).
         let now = Clock::now();
-        let bans = BanBook::load(&cfg.bans_path, cfg.ban, now)?;
+        let bans = Bans::load(&cfg.bans_path, cfg.ban, now)?;
         for b in bans.all(now) {
             tracing::info!(peer = %b.id, until = %crate::trust::fmt_time(b.until), reason = %b.reason, "peer still banned");
         }
@@ -141,7 +141,7 @@ impl PeerService {
             }),
             trust_changed: watch::Sender::new(0),
             links: Mutex::default(),
-            bans: Mutex::new(bans),
+            bans,
             buckets: Mutex::default(),
             status: Mutex::default(),
             heard: Mutex::default(),
@@ -215,7 +215,7 @@ impl PeerService {
                     last_seen: h.last_seen,
                     status: h.status,
                     down: h.down,
-                    banned: lock(&self.shared.bans).active(&keys, now),
+                    banned: self.shared.bans.active(&keys, now),
                 }
             })
             .collect()
@@ -223,7 +223,7 @@ impl PeerService {
 
     /// Bans in force (pinned peers or not).
     pub fn bans(&self) -> Vec<Ban> {
-        lock(&self.shared.bans).all(Clock::now())
+        self.shared.bans.all(Clock::now())
     }
 
     /// Keys refused until a new pairing.

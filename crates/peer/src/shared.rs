@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use vitrine_osc::rate::TokenBucket;
 
-use crate::bans::{Ban, BanBook, Clock, Reload};
+use crate::bans::{Ban, Bans, Clock, Reload};
 use crate::error::PeerError;
 use crate::event::{InboundOsc, PeerEvent, PeerStatus};
 use crate::frame::Frame;
@@ -182,7 +182,7 @@ pub(crate) struct Shared {
     /// Bumped whenever the trust store in force changes (a reload, a pin, a forget, a rotation).
     pub trust_changed: watch::Sender<u64>,
     pub links: Mutex<HashMap<PeerId, LinkHandle>>,
-    pub bans: Mutex<BanBook>,
+    pub bans: Bans,
     /// OSC rate buckets by the current key of each trust entry: a peer's links, one after
     /// the other and under any of its keys, draw from one bucket.
     pub buckets: Mutex<HashMap<PeerId, TokenBucket>>,
@@ -295,7 +295,7 @@ impl Shared {
     /// The ban in force on the peer `id` belongs to, under any of its keys.
     pub fn ban_of(&self, id: &PeerId) -> Option<Ban> {
         let keys = self.keys_of(id);
-        lock(&self.bans).active(&keys, Clock::now())
+        self.bans.active(&keys, Clock::now())
     }
 
     pub fn banned(&self, id: &PeerId) -> bool {
@@ -307,9 +307,8 @@ impl Shared {
     /// and writes the ban to disk so a restart of the daemon does not lift it. A failed write
     /// is reported; the ban holds in memory and the write is retried.
     pub fn ban(&self, id: PeerId, reason: &str) {
-        let path = &self.cfg.bans_path;
         let keys = self.keys_of(&id);
-        let problem = lock(&self.bans).ban(path, &keys, reason, self.cfg.ban, Clock::now());
+        let problem = self.bans.ban(&keys, reason, self.cfg.ban, Clock::now());
         if let Some(error) = problem {
             self.emit(PeerEvent::BansKept { error });
         }
@@ -321,7 +320,7 @@ impl Shared {
     /// Re-reads the ban file when it changed on disk (an entry deleted by hand lifts a ban).
     /// A file that cannot be read or parsed is reported and the bans in memory stay in force.
     pub fn reload_bans_if_changed(&self) {
-        let outcome = lock(&self.bans).reload(&self.cfg.bans_path, Clock::now());
+        let outcome = self.bans.reload(Clock::now());
         if let Reload::Kept(error) = outcome {
             self.emit(PeerEvent::BansKept { error });
         }
