@@ -402,6 +402,11 @@ impl Metrics {
         self.peer_connected.with_label_values(&[peer]).set(i64::from(connected));
     }
 
+    /// Drops the series of a peer key that is gone (rotated away from).
+    pub fn remove_peer(&self, peer: &str) {
+        let _ = self.peer_connected.remove_label_values(&[peer]);
+    }
+
     /// `result`: e.g. `ok`, `pending`, `refused`, `tls-error`, `unknown-peer`.
     pub fn peer_handshake(&self, result: &str) {
         self.peer_handshakes.with_label_values(&[result]).inc();

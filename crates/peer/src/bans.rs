@@ -10,7 +10,8 @@
 //! ban's `since` (the clock went backwards) serves the ban's whole length again, never more and
 //! never nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use toml::Spanned;
 
 use crate::id::PeerId;
 use crate::identity::write_private;
+use crate::shared::lock;
 use crate::trust::{
     TrustError, fmt_time, load_state, parse_error, parse_id, parse_time, read_state,
 };
@@ -25,7 +27,7 @@ use crate::trust::{
 /// One ban as the file holds it and the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
-    /// The key the violation came from; the ban covers every key of the same trust entry.
+    /// The banned key; a violation bans every key of the peer's trust entry, one record each.
     pub id: PeerId,
     /// When the ban began; absent in files written by hand.
     pub since: Option<SystemTime>,
@@ -151,19 +153,95 @@ impl Held {
     }
 }
 
-/// What [`BanBook::reload`] found.
+/// What a reload of the ban file found.
 #[derive(Debug)]
 pub(crate) enum Reload {
     Unchanged,
-    /// The file changed and now rules.
+    /// The file changed and now rules (or the bans in memory were written to it).
     Applied,
     /// The bans in memory stay in force; report this (once per distinct error).
     Kept(String),
 }
 
-/// The bans in force in this process, and what is known about the file.
+/// The bans in force in this process, shared by the service's tasks and the TLS verifiers.
+/// File I/O happens outside the lock on the bans (serialized by a lock of its own), so a
+/// handshake never waits for a disk.
 #[derive(Debug)]
-pub(crate) struct BanBook {
+pub(crate) struct Bans {
+    book: Mutex<BanBook>,
+    io: Mutex<()>,
+    path: PathBuf,
+}
+
+impl Bans {
+    /// Loads the file. Any read error other than a missing file is an error: starting without
+    /// the bans would lift them all.
+    pub fn load(path: &Path, cap: Duration, now: Clock) -> Result<Self, TrustError> {
+        let book = BanBook::load(path, cap, now)?;
+        Ok(Self { book: Mutex::new(book), io: Mutex::default(), path: path.to_owned() })
+    }
+
+    /// The ban in force on any of `keys` (all keys of one peer).
+    pub fn active(&self, keys: &[PeerId], now: Clock) -> Option<Ban> {
+        lock(&self.book).active(keys, now)
+    }
+
+    /// Every ban in force.
+    pub fn all(&self, now: Clock) -> Vec<Ban> {
+        lock(&self.book).all(now)
+    }
+
+    /// Records a ban on each of `keys` for `length` (replacing earlier ones on the same keys)
+    /// and writes the file, keeping edits made by hand since the last read. The ban is in
+    /// force when this returns, whatever the disk does; on a failed write it holds in memory,
+    /// the next reloads retry the write, and the problem to report is returned.
+    pub fn ban(
+        &self,
+        keys: &[PeerId],
+        reason: &str,
+        length: Duration,
+        now: Clock,
+    ) -> Option<String> {
+        match self.sync(now, |book| book.add(keys, reason, length, now)) {
+            Reload::Kept(problem) => Some(problem),
+            _ => None,
+        }
+    }
+
+    /// Picks up edits of the file (an entry deleted by hand lifts its ban) and retries a write
+    /// that failed. A file that cannot be read or parsed leaves the bans in memory in force.
+    pub fn reload(&self, now: Clock) -> Reload {
+        self.sync(now, |_| {})
+    }
+
+    /// Reads the file, applies it and `change` to the bans, and writes them back when they are
+    /// not on disk yet; the disk is touched only outside the lock on the bans.
+    fn sync(&self, now: Clock, change: impl FnOnce(&mut BanBook)) -> Reload {
+        let _io = lock(&self.io);
+        let read = read_state(&self.path);
+        let mut book = lock(&self.book);
+        let read_outcome = book.absorb(&self.path, read, now);
+        change(&mut book);
+        let Some(list) = book.pending_write(now) else { return read_outcome };
+        drop(book);
+        let text = list.to_toml();
+        let written = list.save(&self.path).and_then(|()| {
+            // What the file now says, to the second: a later reload recognizes these bans as
+            // unchanged and keeps their monotonic deadlines.
+            BanList::parse(&self.path, &text)
+        });
+        let write_outcome = lock(&self.book).wrote(text, written);
+        match (read_outcome, write_outcome) {
+            (Reload::Kept(e), _) | (_, Reload::Kept(e)) => Reload::Kept(e),
+            (Reload::Applied, _) | (_, Reload::Applied) => Reload::Applied,
+            _ => Reload::Unchanged,
+        }
+    }
+}
+
+/// The bans in force, and what is known about the file; no I/O (see [`Bans`]).
+#[derive(Debug)]
+struct BanBook {
     held: Vec<Held>,
     /// The file contents last read or written (`""` for no file), to notice edits by hand.
     seen: Option<String>,
@@ -176,87 +254,84 @@ pub(crate) struct BanBook {
 }
 
 impl BanBook {
-    /// Loads the file. Any read error other than a missing file is an error: starting without
-    /// the bans would lift them all.
-    pub fn load(path: &Path, cap: Duration, now: Clock) -> Result<Self, TrustError> {
+    fn load(path: &Path, cap: Duration, now: Clock) -> Result<Self, TrustError> {
         let text = read_state(path)?.unwrap_or_default();
         let list = BanList::parse(path, &text)?;
         let held = list.bans.into_iter().filter_map(|b| Held::from_file(b, cap, now)).collect();
         Ok(BanBook { held, seen: Some(text), unsaved: false, reported: None, cap })
     }
 
-    /// The ban in force on any of `keys` (all keys of one peer).
-    pub fn active(&self, keys: &[PeerId], now: Clock) -> Option<Ban> {
-        self.held
-            .iter()
-            .filter(|h| keys.contains(&h.filed.id) && h.deadline > now.mono)
-            .max_by_key(|h| h.deadline)
-            .map(|h| h.current(now))
+    /// The ban in force on any of `keys` that lasts longest; of bans that end together (one
+    /// violation bans every key), the one on the earliest of `keys`.
+    fn active(&self, keys: &[PeerId], now: Clock) -> Option<Ban> {
+        let mut best: Option<&Held> = None;
+        for key in keys {
+            for h in self.held.iter().filter(|h| h.filed.id == *key && h.deadline > now.mono) {
+                if best.is_none_or(|b| h.deadline > b.deadline) {
+                    best = Some(h);
+                }
+            }
+        }
+        best.map(|h| h.current(now))
     }
 
-    /// Every ban in force.
-    pub fn all(&self, now: Clock) -> Vec<Ban> {
+    fn all(&self, now: Clock) -> Vec<Ban> {
         self.held.iter().filter(|h| h.deadline > now.mono).map(|h| h.current(now)).collect()
     }
 
-    /// Records a ban on `id` for `length` (replacing an earlier one on the same key), drops
-    /// expired ones and writes the file. On a failed write the ban holds in memory, the next
-    /// reloads retry the write, and the problem to report is returned.
-    pub fn ban(
+    fn add(&mut self, keys: &[PeerId], reason: &str, length: Duration, now: Clock) {
+        self.held.retain(|h| !keys.contains(&h.filed.id) && h.deadline > now.mono);
+        for &id in keys {
+            let filed =
+                Ban { id, since: Some(now.wall), until: now.wall + length, reason: reason.into() };
+            self.held.push(Held { filed, length, deadline: now.mono + length });
+        }
+        self.unsaved = true;
+    }
+
+    /// The bans to write, when some are not on disk yet.
+    fn pending_write(&mut self, now: Clock) -> Option<BanList> {
+        if !self.unsaved {
+            return None;
+        }
+        self.held.retain(|h| h.deadline > now.mono);
+        Some(BanList { bans: self.held.iter().map(|h| h.current(now)).collect() })
+    }
+
+    /// Notes the outcome of writing what [`BanBook::pending_write`] gave (`text`, parsed back).
+    fn wrote(&mut self, text: String, written: Result<BanList, TrustError>) -> Reload {
+        match written {
+            Ok(list) => {
+                self.seen = Some(text);
+                for (h, b) in self.held.iter_mut().zip(list.bans) {
+                    h.filed = b;
+                }
+                self.unsaved = false;
+                self.reported = None;
+                Reload::Applied
+            }
+            Err(e) => self.keep(format!("bans are not saved: {}", crate::service::error_chain(&e))),
+        }
+    }
+
+    /// Applies what changed in the file since it was last read or written: an entry deleted
+    /// by hand lifts its ban. While bans are not on disk yet, only bans added by hand are
+    /// taken (memory rules; the pending write keeps them). A file that cannot be read or
+    /// parsed changes nothing.
+    fn absorb(
         &mut self,
         path: &Path,
-        id: PeerId,
-        reason: &str,
-        length: Duration,
+        read: Result<Option<String>, TrustError>,
         now: Clock,
-    ) -> Option<String> {
-        self.held.retain(|h| h.filed.id != id && h.deadline > now.mono);
-        let filed =
-            Ban { id, since: Some(now.wall), until: now.wall + length, reason: reason.into() };
-        self.held.push(Held { filed, length, deadline: now.mono + length });
-        self.unsaved = true;
-        self.retry_write(path, now)
-    }
-
-    /// Writes the bans in memory; the problem to report when that fails (once per error).
-    fn retry_write(&mut self, path: &Path, now: Clock) -> Option<String> {
-        let e = self.write(path, now).err()?;
-        match self.keep(format!("bans are not saved: {}", crate::service::error_chain(&e))) {
-            Reload::Kept(message) => Some(message),
-            _ => None,
-        }
-    }
-
-    fn write(&mut self, path: &Path, now: Clock) -> Result<(), TrustError> {
-        self.held.retain(|h| h.deadline > now.mono);
-        let list = BanList { bans: self.held.iter().map(|h| h.current(now)).collect() };
-        list.save(path)?;
-        self.seen = Some(list.to_toml());
-        for (h, b) in self.held.iter_mut().zip(list.bans) {
-            h.filed = b;
-        }
-        self.unsaved = false;
-        self.reported = None;
-        Ok(())
-    }
-
-    /// Picks up edits of the file: an entry deleted by hand lifts its ban. While a ban is not
-    /// on disk yet, retries the write instead. A file that cannot be read or parsed leaves the
-    /// bans in memory in force.
-    pub fn reload(&mut self, path: &Path, now: Clock) -> Reload {
-        if self.unsaved {
-            return match self.retry_write(path, now) {
-                Some(problem) => Reload::Kept(problem),
-                None if self.unsaved => Reload::Unchanged,
-                None => Reload::Applied,
-            };
-        }
-        let text = match read_state(path) {
+    ) -> Reload {
+        let text = match read {
             Ok(text) => text.unwrap_or_default(),
             Err(e) => return self.keep(crate::service::error_chain(&e)),
         };
         if self.seen.as_deref() == Some(text.as_str()) {
-            self.reported = None;
+            if !self.unsaved {
+                self.reported = None;
+            }
             return Reload::Unchanged;
         }
         let list = match BanList::parse(path, &text) {
@@ -264,6 +339,14 @@ impl BanBook {
             Err(e) => return self.keep(e.to_string()),
         };
         self.seen = Some(text);
+        if self.unsaved {
+            for ban in list.bans {
+                if !self.held.iter().any(|h| h.filed.id == ban.id) {
+                    self.held.extend(Held::from_file(ban, self.cap, now));
+                }
+            }
+            return Reload::Applied;
+        }
         self.reported = None;
         // A ban the file still holds unchanged keeps its monotonic deadline; a new or edited
         // one is read from its wall times.
@@ -382,8 +465,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bans.toml");
         let mono = Instant::now();
-        let mut book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, at(0, mono)), None);
+        let book = Bans::load(&path, 5 * MIN, at(0, mono)).unwrap();
+        assert_eq!(book.ban(&[id(1)], "rate", 5 * MIN, at(0, mono)), None);
         // The peer's other key is banned too.
         assert!(book.active(&[id(2), id(1)], at(1, mono)).is_some());
         assert!(book.active(&[id(2)], at(1, mono)).is_none());
@@ -404,25 +487,71 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bans.toml");
         let mono = Instant::now();
-        let mut book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, at(0, mono)), None);
+        let book = Bans::load(&path, 5 * MIN, at(0, mono)).unwrap();
+        assert_eq!(book.ban(&[id(1)], "rate", 5 * MIN, at(0, mono)), None);
         // A normal restart one minute later: four minutes left.
         let later = at(60, mono);
-        let again = BanBook::load(&path, 5 * MIN, later).unwrap();
+        let again = Bans::load(&path, 5 * MIN, later).unwrap();
         assert_eq!(again.active(&[id(1)], later).unwrap().until, later.wall + 4 * MIN);
         // A restart with the wall clock a year back: the whole five minutes, not a year.
         let mut back = at(60, mono);
         back.wall -= Duration::from_secs(365 * 86_400);
-        let again = BanBook::load(&path, 5 * MIN, back).unwrap();
+        let again = Bans::load(&path, 5 * MIN, back).unwrap();
         assert_eq!(again.active(&[id(1)], back).unwrap().until, back.wall + 5 * MIN);
         // A restart after the ban ended: lifted.
         let after = at(301, mono);
-        assert!(BanBook::load(&path, 5 * MIN, after).unwrap().all(after).is_empty());
+        assert!(Bans::load(&path, 5 * MIN, after).unwrap().all(after).is_empty());
         // A hand-written ban without `since` is capped at the configured cooldown.
         let far = fmt_time(at(0, mono).wall + Duration::from_secs(365 * 86_400));
         std::fs::write(&path, format!("[[ban]]\nid = \"{}\"\nuntil = \"{far}\"\n", id(3))).unwrap();
-        let book = BanBook::load(&path, 5 * MIN, at(0, mono)).unwrap();
+        let book = Bans::load(&path, 5 * MIN, at(0, mono)).unwrap();
         assert_eq!(book.active(&[id(3)], at(0, mono)).unwrap().until, at(0, mono).wall + 5 * MIN);
+    }
+
+    #[test]
+    fn an_edit_of_another_entry_keeps_a_bans_monotonic_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bans.toml");
+        let mono = Instant::now();
+        // A wall clock with sub-second precision, as a real one has.
+        let mut t0 = at(0, mono);
+        t0.wall += Duration::from_millis(437);
+        let book = Bans::load(&path, 5 * MIN, t0).unwrap();
+        assert_eq!(book.ban(&[id(1)], "rate", 5 * MIN, t0), None);
+        // Someone adds a ban by hand, then the wall clock jumps a day ahead.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "\n[[ban]]\nid = \"{}\"\nuntil = \"{}\"\n",
+            id(2),
+            fmt_time(t0.wall + MIN)
+        ));
+        std::fs::write(&path, text).unwrap();
+        let mut jumped = at(60, mono);
+        jumped.wall += Duration::from_secs(86_400);
+        assert!(matches!(book.reload(jumped), Reload::Applied));
+        // The first ban still ends four minutes from now by the monotonic clock.
+        let until = book.active(&[id(1)], jumped).unwrap().until;
+        assert_eq!(until, jumped.wall + 4 * MIN);
+        assert!(book.active(&[id(1)], at(299, mono)).is_some());
+        assert!(book.active(&[id(1)], at(301, mono)).is_none());
+    }
+
+    #[test]
+    fn a_ban_keeps_bans_added_by_hand_a_moment_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bans.toml");
+        let now = at(0, Instant::now());
+        let book = Bans::load(&path, 5 * MIN, now).unwrap();
+        assert_eq!(book.ban(&[id(1)], "rate", 5 * MIN, now), None);
+        let hand =
+            format!("[[ban]]\nid = \"{}\"\nuntil = \"{}\"\n", id(2), fmt_time(now.wall + MIN));
+        std::fs::write(&path, format!("{}\n{hand}", std::fs::read_to_string(&path).unwrap()))
+            .unwrap();
+        // No reload ran in between: the next ban still keeps it.
+        assert_eq!(book.ban(&[id(3)], "rate", 5 * MIN, now), None);
+        let ids: Vec<PeerId> = BanList::load(&path).unwrap().bans.iter().map(|b| b.id).collect();
+        assert!(ids.contains(&id(1)) && ids.contains(&id(2)) && ids.contains(&id(3)), "{ids:?}");
+        assert!(book.active(&[id(2)], now).is_some());
     }
 
     #[test]
@@ -430,29 +559,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bans.toml");
         let now = at(0, Instant::now());
-        let mut book = BanBook::load(&path, 5 * MIN, now).unwrap();
-        assert_eq!(book.ban(&path, id(1), "rate", 5 * MIN, now), None);
+        let book = Bans::load(&path, 5 * MIN, now).unwrap();
+        assert_eq!(book.ban(&[id(1)], "rate", 5 * MIN, now), None);
         // The file turns into something unreadable: the ban stays, the error is told once.
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        assert!(matches!(book.reload(&path, now), Reload::Kept(_)));
-        assert!(matches!(book.reload(&path, now), Reload::Unchanged));
+        assert!(matches!(book.reload(now), Reload::Kept(_)));
+        assert!(matches!(book.reload(now), Reload::Unchanged));
         assert!(book.active(&[id(1)], now).is_some());
         // Starting on such a file is refused rather than starting without bans.
-        assert!(matches!(BanBook::load(&path, 5 * MIN, now), Err(TrustError::Read { .. })));
+        assert!(matches!(Bans::load(&path, 5 * MIN, now), Err(TrustError::Read { .. })));
 
         // A first ban whose write fails stays in force; later reloads retry the write.
         let path = dir.path().join("missing/bans.toml");
-        let mut book = BanBook::load(&path, 5 * MIN, now).unwrap();
-        assert!(book.ban(&path, id(2), "rate", 5 * MIN, now).is_some());
-        assert!(matches!(book.reload(&path, now), Reload::Unchanged));
+        let book = Bans::load(&path, 5 * MIN, now).unwrap();
+        assert!(book.ban(&[id(2)], "rate", 5 * MIN, now).is_some());
+        assert!(matches!(book.reload(now), Reload::Unchanged));
         assert!(book.active(&[id(2)], now).is_some());
         std::fs::create_dir(dir.path().join("missing")).unwrap();
-        assert!(matches!(book.reload(&path, now), Reload::Applied));
+        assert!(matches!(book.reload(now), Reload::Applied));
         assert_eq!(BanList::load(&path).unwrap().bans[0].id, id(2));
         // Deleting the entry by hand lifts the ban.
         std::fs::write(&path, "").unwrap();
-        assert!(matches!(book.reload(&path, now), Reload::Applied));
+        assert!(matches!(book.reload(now), Reload::Applied));
         assert!(book.active(&[id(2)], now).is_none());
     }
 }

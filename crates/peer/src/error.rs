@@ -47,6 +47,10 @@ pub enum PeerError {
         "this box's identity comes from the systemd credential {0}; rotate it by provisioning a new credential"
     )]
     CredentialIdentity(&'static str),
+    #[error(
+        "peers.toml on disk cannot be read or is invalid ({0}); fix it first: the trust store in force is not written over it"
+    )]
+    TrustFilePending(String),
     #[error("mDNS discovery failed")]
     Mdns(#[source] mdns_sd::Error),
     #[error("the peer service has stopped")]

@@ -1,5 +1,6 @@
 //! What the peer service reports to the supervisor: every trust decision, link change and
-//! violation as a [`PeerEvent`], and OSC from controllers as [`InboundOsc`].
+//! violation as a [`PeerEvent`], status documents as [`PeerStatus`], and OSC from controllers
+//! as [`InboundOsc`].
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -59,6 +60,12 @@ pub enum PeerEvent {
         old: PeerId,
         new: PeerId,
     },
+    /// A peer's vouched rotation was refused without a ban (it came too soon after the last).
+    RotationRefused {
+        peer: PeerId,
+        new: PeerId,
+        reason: String,
+    },
     /// This box rotated its own key; `vouched` peers confirmed the new pin.
     IdentityRotated {
         old: PeerId,
@@ -70,11 +77,6 @@ pub enum PeerEvent {
         peer: PeerId,
         what: String,
         banned_for: Duration,
-    },
-    /// A status document from a peer.
-    Status {
-        peer: PeerId,
-        payload: Vec<u8>,
     },
     /// `peers.toml` changed on disk and was applied.
     TrustReloaded {
@@ -113,14 +115,22 @@ impl PeerEvent {
             PeerEvent::Disconnected { .. } => "peer_disconnected",
             PeerEvent::Forgotten { .. } => "peer_forget",
             PeerEvent::PeerRotated { .. } => "peer_rotation",
+            PeerEvent::RotationRefused { .. } => "peer_rotation_refused",
             PeerEvent::IdentityRotated { .. } => "identity_rotation",
             PeerEvent::Violation { .. } => "peer_violation",
-            PeerEvent::Status { .. } => "peer_status",
             PeerEvent::TrustReloaded { .. } => "peer_trust_reloaded",
             PeerEvent::TrustReloadFailed { .. } => "peer_trust_rejected",
             PeerEvent::BansKept { .. } => "peer_bans_kept",
         }
     }
+}
+
+/// A status document from a peer (delivered on its own bounded channel: a peer's status is
+/// not a security event, and one that floods is dropped rather than queued).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    pub peer: PeerId,
+    pub payload: Vec<u8>,
 }
 
 /// An OSC packet relayed by a controller peer, still unvalidated: the supervisor runs it

@@ -29,10 +29,13 @@ pub mod trust;
 pub use bans::{Ban, BanList};
 pub use discovery::SERVICE_TYPE;
 pub use error::PeerError;
-pub use event::{InboundOsc, PeerEvent, PinVia};
+pub use event::{InboundOsc, PeerEvent, PeerStatus, PinVia};
 pub use id::{ParseIdError, PeerId};
 pub use identity::{Identity, IdentityError, IdentityOptions};
 pub use proof::SiteKey;
 pub use service::{PeerChannels, PeerInfo, PeerService, PendingPairing, RotationReport};
 pub use shared::{IdentitySource, PeerConfig};
-pub use trust::{PeerEntry, Role, Standing, TrustError, TrustStore};
+pub use trust::{
+    MAX_PREVIOUS_KEYS, MIN_ROTATION_INTERVAL, PeerEntry, Role, RotateRefusal, Standing, TrustError,
+    TrustStore,
+};

@@ -2,19 +2,20 @@
 //! rotation statements and keepalives, until either side closes it or it is told to close.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::{InboundOsc, PeerEvent};
 use crate::frame::{Frame, Rotate};
-use crate::handshake::{Established, Session};
+use crate::handshake::{Established, Pipe, Session};
 use crate::id::PeerId;
 use crate::identity::{ed25519_raw_key, verify_signature};
 use crate::proof::rotation_message;
-use crate::shared::{LinkHandle, Shared, lock};
-use crate::trust::Role;
+use crate::shared::{LinkHandle, PeerConfig, Shared, lock};
+use crate::trust::{Role, RotateRefusal};
+use vitrine_osc::rate::TokenBucket;
 
 /// Frames queued for sending before `send_osc` reports the link as congested.
 const OUT_QUEUE: usize = 256;
@@ -37,8 +38,9 @@ pub(crate) async fn start(shared: Arc<Shared>, est: Established) -> bool {
     };
     let addr = handle.addr;
     if let Err(reason) = register(&shared, peer, handle) {
-        if reason == UNDER_OLD_KEY {
-            // A trust decision (one peer, one link), unlike a race of two dials: reported.
+        if reason == UNDER_OLD_KEY || reason == BANNED {
+            // A trust decision (one peer, one link; no link while banned), unlike a race of
+            // two dials: reported.
             shared.emit(PeerEvent::HandshakeFailed {
                 peer: Some(peer),
                 addr,
@@ -75,6 +77,8 @@ async fn run(
     let dead_after = shared.cfg.ping_timeout;
     let mut last_rx = Instant::now();
     shared.heard_from(peer, None);
+    let mut limits = LinkLimits::new(&shared.cfg);
+    let mut trust = shared.trust_changed.subscribe();
     let mut seq = 0u64;
     let reason = loop {
         tokio::select! {
@@ -88,9 +92,16 @@ async fn run(
                 None => break "closed".into(),
             },
             _ = status.tick() => {
-                let doc = shared.status_for(&peer);
-                if !doc.is_empty() {
-                    if let Err(e) = pipe.send(&Frame::Status(doc)).await { break e.to_string() }
+                if let Err(e) = send_status(&shared, peer, &mut limits, &mut pipe).await {
+                    break e;
+                }
+            }
+            // A role changed by hand or by a forget: the peer learns its new role at once.
+            Ok(()) = trust.changed() => {
+                if shared.role_of(&peer) != limits.told {
+                    if let Err(e) = send_status(&shared, peer, &mut limits, &mut pipe).await {
+                        break e;
+                    }
                 }
             }
             _ = ping.tick() => {
@@ -105,9 +116,8 @@ async fn run(
                 Some(Err(e)) => break e.to_string(),
                 Some(Ok(frame)) => {
                     last_rx = Instant::now();
-                    let status = match &frame { Frame::Status(doc) => Some(doc.clone()), _ => None };
-                    shared.heard_from(peer, status);
-                    match on_frame(&shared, &session, &name, frame) {
+                    shared.heard_from(peer, None);
+                    match on_frame(&shared, &session, &name, &mut limits, frame) {
                         Ok(Some(reply)) => if let Err(e) = pipe.send(&reply).await { break e.to_string() },
                         Ok(None) => {}
                         Err(reason) => {
@@ -142,6 +152,12 @@ fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> Result<(), &'s
     let keys = shared.keys_of(&peer);
     let current = keys.first().copied().unwrap_or(peer);
     let mut links = lock(&shared.links);
+    // Checked again here, under the links lock: the ban may have come while this handshake
+    // ran, and `Shared::ban` records a ban before it closes links, so a link that gets past
+    // this check is closed by it.
+    if shared.banned(&peer) {
+        return Err(BANNED);
+    }
     for other in keys.iter().filter(|k| **k != peer) {
         if let Some(old) = links.get(other) {
             if *other == current {
@@ -161,14 +177,69 @@ fn register(shared: &Shared, peer: PeerId, handle: LinkHandle) -> Result<(), &'s
     Ok(())
 }
 
+/// Why a link of a peer banned while its handshake ran is refused.
+const BANNED: &str = "banned after a violation";
+
 /// Why a link under a key the peer rotated away from is refused.
 const UNDER_OLD_KEY: &str = "already linked under the peer's current key";
+
+/// Status frames a peer may send at once.
+const STATUS_BURST: u32 = 4;
+
+/// What one link allows beyond the peer's OSC rate (which its whole trust entry shares), and
+/// what it told the peer about its role.
+struct LinkLimits {
+    /// Status frames: two per `status_interval` (two per second at least, so boxes with
+    /// different intervals down to half a second get along), [`STATUS_BURST`] at once.
+    status: TokenBucket,
+    /// The role of the last status document sent.
+    told: Option<Role>,
+    /// When a status first told the peer it is no longer a controller.
+    demoted: Option<Instant>,
+}
+
+impl LinkLimits {
+    fn new(cfg: &PeerConfig) -> Self {
+        let interval_ms = cfg.status_interval.as_millis().clamp(1, 1000);
+        let per_sec = u32::try_from(2000u128.div_ceil(interval_ms)).unwrap_or(u32::MAX);
+        let status = TokenBucket::with_burst(per_sec, STATUS_BURST, Instant::now());
+        Self { status, told: None, demoted: None }
+    }
+
+    /// Whether the peer may still believe it is a controller: the last status it got said so,
+    /// or the one that said otherwise went out less than `window` ago.
+    fn just_demoted(&self, window: Duration) -> bool {
+        self.told == Some(Role::Controller) || self.demoted.is_some_and(|t| t.elapsed() < window)
+    }
+}
+
+/// Sends this box's status in the version for the peer's current role (nothing when there is
+/// none), and notes what the peer was told.
+async fn send_status(
+    shared: &Shared,
+    peer: PeerId,
+    limits: &mut LinkLimits,
+    pipe: &mut Pipe,
+) -> Result<(), String> {
+    let role = shared.role_of(&peer);
+    let doc = shared.status_for(role);
+    if doc.is_empty() {
+        return Ok(());
+    }
+    pipe.send(&Frame::Status(doc)).await.map_err(|e| e.to_string())?;
+    if limits.told == Some(Role::Controller) && role != Some(Role::Controller) {
+        limits.demoted = Some(Instant::now());
+    }
+    limits.told = role;
+    Ok(())
+}
 
 /// Handles one inbound frame; `Ok(Some(_))` is a reply, `Err` a reason to close.
 fn on_frame(
     shared: &Shared,
     session: &Session,
     name: &str,
+    limits: &mut LinkLimits,
     frame: Frame,
 ) -> Result<Option<Frame>, String> {
     let peer = session.peer;
@@ -176,6 +247,11 @@ fn on_frame(
         Frame::Osc(packet) => {
             match shared.role_of(&peer) {
                 Some(Role::Controller) => {}
+                // Demoted so recently that the peer may not know yet: dropped, not banned.
+                Some(Role::Observer) if limits.just_demoted(shared.cfg.status_interval) => {
+                    shared.osc_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(None);
+                }
                 Some(Role::Observer) => {
                     return Err(violation(shared, peer, "OSC from an observer"));
                 }
@@ -197,11 +273,13 @@ fn on_frame(
             Ok(None)
         }
         Frame::Status(payload) => {
-            shared.emit(PeerEvent::Status { peer, payload });
+            if !limits.status.try_take(Instant::now()) {
+                return Err(violation(shared, peer, "status frames too frequent"));
+            }
+            shared.deliver_status(peer, payload);
             Ok(None)
         }
-        Frame::Rotate(r) => on_rotate(shared, peer, &session.spki, &session.exporter, &r)
-            .map(|()| Some(Frame::RotateAck)),
+        Frame::Rotate(r) => on_rotate(shared, peer, &session.spki, &session.exporter, &r),
         Frame::RotateAck => {
             if let Some(tx) = lock(&shared.rotate_acks).remove(&peer) {
                 let _ = tx.send(());
@@ -215,14 +293,20 @@ fn on_frame(
     }
 }
 
-/// A peer's old key vouches for its new key: check the statement, then move the pin.
+/// A peer's old key vouches for its new key: check the statement, then move the pin. A
+/// rotation onto a key that is already known (this box's, another entry's, a forgotten or a
+/// banned one) is a violation; one too soon after the last is refused without a ban and
+/// without an acknowledgement.
 fn on_rotate(
     shared: &Shared,
     peer: PeerId,
     spki: &[u8],
     exporter: &[u8; 32],
     r: &Rotate,
-) -> Result<(), String> {
+) -> Result<Option<Frame>, String> {
+    if shared.banned(&peer) {
+        return Err("banned after a violation".into());
+    }
     if ed25519_raw_key(&r.spki).is_none() {
         return Err(violation(shared, peer, "rotation to a key that is not Ed25519"));
     }
@@ -230,16 +314,26 @@ fn on_rotate(
         return Err(violation(shared, peer, "rotation statement with a bad signature"));
     }
     let new = PeerId::from_spki(&r.spki);
-    let grace = shared.cfg.rotation_grace;
-    let moved = shared
-        .modify_trust(|s| s.rotate(&peer, new, SystemTime::now(), grace))
-        .map_err(|e| format!("cannot record the rotation: {e}"))?;
-    if !moved {
-        return Err("rotation from a key that is not the current pin".into());
+    if shared.banned(&new) {
+        return Err(violation(shared, peer, "rotation onto a banned key"));
     }
-    shared.rekey_bucket(&peer, new);
+    let (me, grace) = (shared.me(), shared.cfg.rotation_grace);
+    let moved = shared
+        .modify_trust(|s| s.rotate(&peer, new, &me, SystemTime::now(), grace))
+        .map_err(|e| format!("cannot record the rotation: {e}"))?;
+    match moved {
+        Ok(()) => {}
+        Err(RotateRefusal::NotCurrent) => return Err(RotateRefusal::NotCurrent.to_string()),
+        Err(RotateRefusal::TooSoon) => {
+            let reason = RotateRefusal::TooSoon.to_string();
+            shared.emit(PeerEvent::RotationRefused { peer, new, reason });
+            return Ok(None);
+        }
+        Err(taken) => return Err(violation(shared, peer, &taken.to_string())),
+    }
+    shared.rekey(&peer, new);
     shared.emit(PeerEvent::PeerRotated { old: peer, new });
-    Ok(())
+    Ok(Some(Frame::RotateAck))
 }
 
 /// Bans the peer (all keys of its trust entry) for the configured cooldown, reports it, and

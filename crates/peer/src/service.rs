@@ -11,10 +11,10 @@ use tokio::net::{TcpListener, lookup_host};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::bans::{Ban, BanBook, Clock};
+use crate::bans::{Ban, Bans, Clock};
 use crate::discovery::Discovery;
 use crate::error::PeerError;
-use crate::event::{InboundOsc, PeerEvent};
+use crate::event::{InboundOsc, PeerEvent, PeerStatus};
 use crate::frame::{Frame, Rotate};
 use crate::handshake;
 use crate::id::PeerId;
@@ -28,6 +28,8 @@ use crate::trust::{Forgotten, Role, Standing, TrustStore, read_state};
 
 /// How often the trust store and the bans are re-read and the dialers look for work.
 const TICK: Duration = Duration::from_secs(1);
+/// Status documents queued for the supervisor before more are dropped.
+const STATUS_QUEUE: usize = 64;
 /// How long a rotation waits for each peer to confirm the new pin.
 const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,6 +38,8 @@ const ROTATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerChannels {
     pub events: mpsc::UnboundedReceiver<PeerEvent>,
     pub osc: mpsc::Receiver<InboundOsc>,
+    /// Peers' status documents; [`PeerService::status_dropped`] counts those that did not fit.
+    pub status: mpsc::Receiver<PeerStatus>,
 }
 
 /// A trusted peer as `vitrine peers list` shows it.
@@ -113,12 +117,13 @@ impl PeerService {
         let store = TrustStore::parse(&cfg.trust_path, &seen)?;
         // Refusing to start beats starting without the bans (fail closed).
         let now = Clock::now();
-        let bans = BanBook::load(&cfg.bans_path, cfg.ban, now)?;
+        let bans = Bans::load(&cfg.bans_path, cfg.ban, now)?;
         for b in bans.all(now) {
             tracing::info!(peer = %b.id, until = %crate::trust::fmt_time(b.until), reason = %b.reason, "peer still banned");
         }
         let (events_tx, events) = mpsc::unbounded_channel();
         let (osc_tx, osc) = mpsc::channel(1024);
+        let (status_tx, status) = mpsc::channel(STATUS_QUEUE);
         let identity = Arc::new(identity);
         let gate = Arc::new(LateGate::default());
         let configs = TlsConfigs::build(&identity, gate.clone())?;
@@ -128,9 +133,15 @@ impl PeerService {
             gate: gate.clone(),
             identity: RwLock::new(identity.clone()),
             tls: RwLock::new(configs),
-            trust: Mutex::new(TrustState { store, seen: Some(seen), read_error: None }),
+            trust: Mutex::new(TrustState {
+                store,
+                seen: Some(seen),
+                read_error: None,
+                invalid: None,
+            }),
+            trust_changed: watch::Sender::new(0),
             links: Mutex::default(),
-            bans: Mutex::new(bans),
+            bans,
             buckets: Mutex::default(),
             status: Mutex::default(),
             heard: Mutex::default(),
@@ -138,6 +149,8 @@ impl PeerService {
             rotate_acks: Mutex::default(),
             discovered: Mutex::default(),
             events: events_tx,
+            status_tx,
+            status_dropped: AtomicU64::new(0),
             osc: osc_tx,
             osc_dropped: AtomicU64::new(0),
             next_serial: AtomicU64::new(0),
@@ -153,7 +166,7 @@ impl PeerService {
         tracing::info!(id = %identity.id(), %local_addr, "peer service listening");
         Ok((
             Self { shared, local_addr, stop, tasks, discovery: Mutex::new(discovery) },
-            PeerChannels { events, osc },
+            PeerChannels { events, osc, status },
         ))
     }
 
@@ -202,7 +215,7 @@ impl PeerService {
                     last_seen: h.last_seen,
                     status: h.status,
                     down: h.down,
-                    banned: lock(&self.shared.bans).active(&keys, now),
+                    banned: self.shared.bans.active(&keys, now),
                 }
             })
             .collect()
@@ -210,7 +223,7 @@ impl PeerService {
 
     /// Bans in force (pinned peers or not).
     pub fn bans(&self) -> Vec<Ban> {
-        lock(&self.shared.bans).all(Clock::now())
+        self.shared.bans.all(Clock::now())
     }
 
     /// Keys refused until a new pairing.
@@ -299,6 +312,11 @@ impl PeerService {
         let links = lock(&self.shared.links);
         let link = links.get(&key).ok_or(PeerError::NotConnected(*peer))?;
         link.out.try_send(frame).map_err(|_| PeerError::NotConnected(*peer))
+    }
+
+    /// Status documents dropped because the supervisor did not keep up.
+    pub fn status_dropped(&self) -> u64 {
+        self.shared.status_dropped.load(Ordering::Relaxed)
     }
 
     /// OSC packets dropped because the supervisor did not keep up.

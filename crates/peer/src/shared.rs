@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use vitrine_osc::rate::TokenBucket;
 
-use crate::bans::{Ban, BanBook, Clock, Reload};
+use crate::bans::{Ban, Bans, Clock, Reload};
 use crate::error::PeerError;
-use crate::event::{InboundOsc, PeerEvent};
+use crate::event::{InboundOsc, PeerEvent, PeerStatus};
 use crate::frame::Frame;
 use crate::id::PeerId;
 use crate::identity::{Identity, IdentityOptions};
@@ -168,6 +168,8 @@ pub(crate) struct TrustState {
     pub seen: Option<String>,
     /// The last read error reported, so that a lasting one is reported once.
     pub read_error: Option<String>,
+    /// Why the file on disk, as last seen, was not applied (it does not parse).
+    pub invalid: Option<String>,
 }
 
 pub(crate) struct Shared {
@@ -177,8 +179,10 @@ pub(crate) struct Shared {
     pub identity: RwLock<Arc<Identity>>,
     pub tls: RwLock<TlsConfigs>,
     pub trust: Mutex<TrustState>,
+    /// Bumped whenever the trust store in force changes (a reload, a pin, a forget, a rotation).
+    pub trust_changed: watch::Sender<u64>,
     pub links: Mutex<HashMap<PeerId, LinkHandle>>,
-    pub bans: Mutex<BanBook>,
+    pub bans: Bans,
     /// OSC rate buckets by the current key of each trust entry: a peer's links, one after
     /// the other and under any of its keys, draw from one bucket.
     pub buckets: Mutex<HashMap<PeerId, TokenBucket>>,
@@ -190,6 +194,8 @@ pub(crate) struct Shared {
     /// Addresses learned from mDNS, by the ID their TXT record claims.
     pub discovered: Mutex<HashMap<PeerId, Vec<SocketAddr>>>,
     pub events: mpsc::UnboundedSender<PeerEvent>,
+    pub status_tx: mpsc::Sender<PeerStatus>,
+    pub status_dropped: AtomicU64,
     pub osc: mpsc::Sender<InboundOsc>,
     pub osc_dropped: AtomicU64,
     pub next_serial: AtomicU64,
@@ -248,14 +254,18 @@ impl Shared {
     }
 
     pub fn emit(&self, event: PeerEvent) {
-        match &event {
-            // Every link sends one each status_interval: too frequent, and too long, for info.
-            PeerEvent::Status { peer, payload } => {
-                tracing::debug!(%peer, bytes = payload.len(), "peer status")
-            }
-            _ => tracing::info!(kind = event.kind(), ?event, "peer event"),
-        }
+        tracing::info!(kind = event.kind(), ?event, "peer event");
         let _ = self.events.send(event);
+    }
+
+    /// Hands a peer's status document to the supervisor and keeps it as the peer's last; when
+    /// the supervisor does not keep up, the document is dropped and counted.
+    pub fn deliver_status(&self, peer: PeerId, payload: Vec<u8>) {
+        tracing::debug!(%peer, bytes = payload.len(), "peer status");
+        self.heard_from(peer, Some(payload.clone()));
+        if self.status_tx.try_send(PeerStatus { peer, payload }).is_err() {
+            self.status_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// May `id` finish a TLS handshake with us? Pinned keys may; strangers only while a
@@ -285,31 +295,32 @@ impl Shared {
     /// The ban in force on the peer `id` belongs to, under any of its keys.
     pub fn ban_of(&self, id: &PeerId) -> Option<Ban> {
         let keys = self.keys_of(id);
-        lock(&self.bans).active(&keys, Clock::now())
+        self.bans.active(&keys, Clock::now())
     }
 
     pub fn banned(&self, id: &PeerId) -> bool {
         self.ban_of(id).is_some()
     }
 
-    /// Refuses the peer `id` belongs to (all its keys) for the configured cooldown, closes
-    /// its links, and writes the ban to disk so a restart of the daemon does not lift it. A
-    /// failed write is reported; the ban holds in memory and the write is retried.
+    /// Refuses the peer `id` belongs to for the configured cooldown, recording the ban on every
+    /// key of its entry (so dropping a previous key never drops its ban), closes its links,
+    /// and writes the ban to disk so a restart of the daemon does not lift it. A failed write
+    /// is reported; the ban holds in memory and the write is retried.
     pub fn ban(&self, id: PeerId, reason: &str) {
-        let path = &self.cfg.bans_path;
-        let problem = lock(&self.bans).ban(path, id, reason, self.cfg.ban, Clock::now());
+        let keys = self.keys_of(&id);
+        let problem = self.bans.ban(&keys, reason, self.cfg.ban, Clock::now());
         if let Some(error) = problem {
             self.emit(PeerEvent::BansKept { error });
         }
-        for key in self.keys_of(&id) {
-            self.close_link(&key, reason);
+        for key in &keys {
+            self.close_link(key, reason);
         }
     }
 
     /// Re-reads the ban file when it changed on disk (an entry deleted by hand lifts a ban).
     /// A file that cannot be read or parsed is reported and the bans in memory stay in force.
     pub fn reload_bans_if_changed(&self) {
-        let outcome = lock(&self.bans).reload(&self.cfg.bans_path, Clock::now());
+        let outcome = self.bans.reload(Clock::now());
         if let Reload::Kept(error) = outcome {
             self.emit(PeerEvent::BansKept { error });
         }
@@ -327,17 +338,22 @@ impl Shared {
             .try_take(now)
     }
 
-    /// Moves a peer's rate bucket to its new key, so rotating does not refill it.
-    pub fn rekey_bucket(&self, old: &PeerId, new: PeerId) {
+    /// Moves what is kept under a peer's old key (its rate bucket, what it last told) to its
+    /// new key, so rotating neither refills the bucket nor leaves a stale record behind.
+    pub fn rekey(&self, old: &PeerId, new: PeerId) {
         let mut buckets = lock(&self.buckets);
         if let Some(bucket) = buckets.remove(old) {
             buckets.insert(new, bucket);
         }
+        drop(buckets);
+        let mut heard = lock(&self.heard);
+        if let Some(h) = heard.remove(old) {
+            heard.insert(new, h);
+        }
     }
 
-    /// The status document for the peer `id`, by its current role; empty for no role.
-    pub fn status_for(&self, id: &PeerId) -> Vec<u8> {
-        let role = self.role_of(id);
+    /// The status document for a peer of `role`; empty for no role.
+    pub fn status_for(&self, role: Option<Role>) -> Vec<u8> {
         let docs = lock(&self.status);
         match role {
             Some(Role::Controller) => docs.controller.clone(),
@@ -399,10 +415,12 @@ impl Shared {
         }
         let parsed = TrustStore::parse(&self.cfg.trust_path, &text);
         state.seen = Some(text);
+        state.invalid = parsed.as_ref().err().map(ToString::to_string);
         match parsed {
             Ok(store) => {
                 state.store = store.clone();
                 drop(state);
+                self.trust_changed.send_modify(|n| *n += 1);
                 self.emit(PeerEvent::TrustReloaded { peers: store.peers.len() });
                 Some(store)
             }
@@ -415,16 +433,23 @@ impl Shared {
     }
 
     /// Applies a change to the trust store and writes it atomically, after picking up any edit
-    /// made by hand since the last read.
+    /// made by hand since the last read. While the file on disk cannot be read or does not
+    /// parse, nothing is written over it (the admin's edit would be lost): the change is
+    /// refused.
     pub fn modify_trust<R>(&self, f: impl FnOnce(&mut TrustStore) -> R) -> Result<R, PeerError> {
         self.reload_trust_if_changed();
         let mut state = lock(&self.trust);
+        if let Some(problem) = state.read_error.as_ref().or(state.invalid.as_ref()) {
+            return Err(PeerError::TrustFilePending(problem.clone()));
+        }
         let mut store = state.store.clone();
         let r = f(&mut store);
         if store != state.store {
             store.save(&self.cfg.trust_path)?;
             state.seen = Some(store.to_toml());
             state.store = store;
+            drop(state);
+            self.trust_changed.send_modify(|n| *n += 1);
         }
         Ok(r)
     }

@@ -70,6 +70,26 @@ pub struct Forgotten {
     pub at: SystemTime,
 }
 
+/// The most keys an entry keeps from earlier rotations.
+pub const MAX_PREVIOUS_KEYS: usize = 3;
+/// The shortest time between two rotations of one entry.
+pub const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Why [`TrustStore::rotate`] did not move a pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RotateRefusal {
+    #[error("rotation from a key that is not the current pin")]
+    NotCurrent,
+    #[error("rotation onto this box's own key")]
+    OwnKey,
+    #[error("rotation onto a key another trust entry holds (or held)")]
+    Taken,
+    #[error("rotation onto a forgotten key")]
+    Forgotten,
+    #[error("rotation less than an hour after the previous one")]
+    TooSoon,
+}
+
 /// How the trust store sees a presented key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Standing {
@@ -116,13 +136,24 @@ impl TrustStore {
             let id = parse_id(&p.id).map_err(|m| at_err(p.id.span().start, m))?;
             let added = parse_time(&p.added).map_err(|m| at_err(p.added.span().start, m))?;
             let mut previous = Vec::new();
-            for k in p.previous {
+            for k in &p.previous {
                 let pid = parse_id(&k.id).map_err(|m| at_err(k.id.span().start, m))?;
                 let until = parse_time(&k.until).map_err(|m| at_err(k.until.span().start, m))?;
                 previous.push(PreviousKey { id: pid, until });
             }
-            if store.peers.iter().any(|e| e.id == id) {
+            // A key belongs to one entry only, as its current key or as a previous one: two
+            // entries sharing a key would be one peer to bans, links and rate limits.
+            if store.holds(&id) || previous.iter().any(|k| k.id == id) {
                 return Err(at_err(p.id.span().start, format!("peer {id} is pinned twice")));
+            }
+            for (k, raw) in previous.iter().zip(&p.previous) {
+                let again = previous.iter().filter(|o| o.id == k.id).count() > 1;
+                if store.holds(&k.id) || again {
+                    return Err(at_err(
+                        raw.id.span().start,
+                        format!("key {} belongs to more than one [[peer]] entry", k.id),
+                    ));
+                }
             }
             store.peers.push(PeerEntry {
                 id,
@@ -172,13 +203,14 @@ impl TrustStore {
         if let Some(e) = self.peers.iter().find(|e| e.id == *id) {
             return Standing::Pinned(e.clone());
         }
+        // A forgotten record outranks a previous key still in its grace period.
+        if self.forgotten.iter().any(|f| f.id == *id) {
+            return Standing::Forgotten;
+        }
         if let Some(e) =
             self.peers.iter().find(|e| e.previous.iter().any(|k| k.id == *id && k.until > now))
         {
             return Standing::Previous(e.clone());
-        }
-        if self.forgotten.iter().any(|f| f.id == *id) {
-            return Standing::Forgotten;
         }
         Standing::Stranger
     }
@@ -202,37 +234,73 @@ impl TrustStore {
     }
 
     /// Pins a peer. A human pairing clears a forgotten record; callers on the automatic
-    /// (site key) path must check [`Standing::Forgotten`] first.
+    /// (site key) path must check [`Standing::Forgotten`] first. A key another entry rotated
+    /// away from (its grace period over) stops being that entry's: a key belongs to one entry.
     pub fn pin(&mut self, entry: PeerEntry) {
         self.forgotten.retain(|f| f.id != entry.id);
         self.peers.retain(|e| e.id != entry.id);
+        for e in &mut self.peers {
+            e.previous.retain(|k| k.id != entry.id);
+        }
         self.peers.push(entry);
     }
 
-    /// Removes the pin (and any previous keys) and records the refusal. Returns whether a pin
-    /// existed.
+    /// Whether `id` is the current or a previous key of any entry.
+    pub fn holds(&self, id: &PeerId) -> bool {
+        self.entry_of(id).is_some()
+    }
+
+    /// Removes the entry `id` belongs to (found by its current or any previous key) and records
+    /// every key of it as forgotten; `id` itself is recorded even when no entry holds it.
+    /// Returns whether an entry existed.
     pub fn forget(&mut self, id: &PeerId, now: SystemTime) -> bool {
+        let keys = self.keys_of(id);
         let before = self.peers.len();
-        let mut ids = vec![*id];
-        for e in self.peers.iter().filter(|e| e.id == *id) {
-            ids.extend(e.previous.iter().map(|k| k.id));
-        }
-        self.peers.retain(|e| e.id != *id);
-        for i in ids {
-            if !self.forgotten.iter().any(|f| f.id == i) {
-                self.forgotten.push(Forgotten { id: i, at: now });
+        self.peers.retain(|e| !keys.contains(&e.id));
+        for k in keys {
+            if !self.forgotten.iter().any(|f| f.id == k) {
+                self.forgotten.push(Forgotten { id: k, at: now });
             }
         }
         self.peers.len() != before
     }
 
-    /// Replaces `old` by `new` in its entry, keeping `old` acceptable for `grace`.
-    pub fn rotate(&mut self, old: &PeerId, new: PeerId, now: SystemTime, grace: Duration) -> bool {
-        let Some(e) = self.peers.iter_mut().find(|e| e.id == *old) else { return false };
+    /// Replaces `old` by `new` in its entry, keeping `old` acceptable for `grace`. `me` is
+    /// this box's own key. Refused when `old` is not an entry's current key, when `new` is
+    /// already known (this box's key, any entry's current or previous key, a forgotten key),
+    /// and when the entry rotated less than [`MIN_ROTATION_INTERVAL`] ago. At most
+    /// [`MAX_PREVIOUS_KEYS`] previous keys are kept, the oldest dropped first.
+    pub fn rotate(
+        &mut self,
+        old: &PeerId,
+        new: PeerId,
+        me: &PeerId,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<(), RotateRefusal> {
+        if new == *me {
+            return Err(RotateRefusal::OwnKey);
+        }
+        if self.holds(&new) {
+            return Err(RotateRefusal::Taken);
+        }
+        if self.forgotten.iter().any(|f| f.id == new) {
+            return Err(RotateRefusal::Forgotten);
+        }
+        let Some(e) = self.peers.iter_mut().find(|e| e.id == *old) else {
+            return Err(RotateRefusal::NotCurrent);
+        };
+        // The newest previous key's grace period began when the entry last rotated.
+        let last = e.previous.iter().filter_map(|k| k.until.checked_sub(grace)).max();
+        if last.is_some_and(|t| now < t + MIN_ROTATION_INTERVAL) {
+            return Err(RotateRefusal::TooSoon);
+        }
         e.previous.retain(|k| k.until > now);
         e.previous.push(PreviousKey { id: *old, until: now + grace });
+        e.previous.sort_by_key(|k| std::cmp::Reverse(k.until));
+        e.previous.truncate(MAX_PREVIOUS_KEYS);
         e.id = new;
-        true
+        Ok(())
     }
 
     /// Records an address at which a pinned peer was reached, newest first, a few at most.
@@ -410,7 +478,7 @@ mod tests {
         s.pin(entry(2));
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
         assert!(s.forget(&id(2), now));
-        assert!(s.rotate(&id(1), id(3), now, Duration::from_secs(7 * 86400)));
+        assert_eq!(s.rotate(&id(1), id(3), &id(200), now, Duration::from_secs(7 * 86400)), Ok(()));
         let text = s.to_toml();
         let back = TrustStore::parse(Path::new("peers.toml"), &text).unwrap();
         assert_eq!(back, s);
@@ -446,6 +514,109 @@ mod tests {
         );
         let err = TrustStore::parse(Path::new("p"), &text).unwrap_err().to_string();
         assert!(err.starts_with("p:3:"), "{err}");
+    }
+
+    const WEEK: Duration = Duration::from_secs(7 * 86400);
+
+    #[test]
+    fn a_rotation_onto_a_known_key_is_refused() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.pin(entry(2));
+        s.forget(&id(4), now);
+        let before = s.clone();
+        for (new, why) in [
+            (id(200), RotateRefusal::OwnKey),
+            (id(2), RotateRefusal::Taken),
+            (id(1), RotateRefusal::Taken),
+            (id(4), RotateRefusal::Forgotten),
+        ] {
+            assert_eq!(s.rotate(&id(1), new, &id(200), now, WEEK), Err(why));
+        }
+        assert_eq!(s.rotate(&id(9), id(10), &id(200), now, WEEK), Err(RotateRefusal::NotCurrent));
+        assert_eq!(s, before);
+        // Nor onto a key another entry rotated away from, or its own previous key.
+        assert_eq!(s.rotate(&id(2), id(5), &id(200), now, WEEK), Ok(()));
+        assert_eq!(s.rotate(&id(1), id(2), &id(200), now, WEEK), Err(RotateRefusal::Taken));
+        let later = now + MIN_ROTATION_INTERVAL;
+        assert_eq!(s.rotate(&id(5), id(2), &id(200), later, WEEK), Err(RotateRefusal::Taken));
+        // Every state a rotation can leave behind parses back.
+        let back = TrustStore::parse(Path::new("p"), &s.to_toml()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn rotations_are_limited_in_rate_and_in_keys_kept() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        assert_eq!(s.rotate(&id(1), id(2), &id(200), t0, WEEK), Ok(()));
+        let soon = t0 + MIN_ROTATION_INTERVAL - Duration::from_secs(1);
+        assert_eq!(s.rotate(&id(2), id(3), &id(200), soon, WEEK), Err(RotateRefusal::TooSoon));
+        let mut at = t0;
+        for n in 3..10 {
+            at += MIN_ROTATION_INTERVAL;
+            assert_eq!(s.rotate(&id(n - 1), id(n), &id(200), at, WEEK), Ok(()));
+        }
+        let e = &s.peers[0];
+        assert_eq!(e.id, id(9));
+        let kept: Vec<PeerId> = e.previous.iter().map(|k| k.id).collect();
+        assert_eq!(kept, [id(8), id(7), id(6)]);
+        assert_eq!(kept.len(), MAX_PREVIOUS_KEYS);
+    }
+
+    #[test]
+    fn pinning_a_key_another_entry_rotated_away_from_keeps_the_store_valid() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.rotate(&id(1), id(2), &id(200), now, WEEK).unwrap();
+        // After the grace period the old key is a stranger, which the site key may pin.
+        assert_eq!(s.standing(&id(1), now + 2 * WEEK), Standing::Stranger);
+        s.pin(entry(1));
+        assert!(TrustStore::parse(Path::new("p"), &s.to_toml()).is_ok());
+        assert_eq!(s.keys_of(&id(2)), [id(2)]);
+    }
+
+    #[test]
+    fn a_key_in_two_entries_does_not_parse() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.pin(entry(2));
+        // Written by hand: entry 2 lists entry 1's key as a previous key.
+        s.peers[1].previous.push(PreviousKey { id: id(1), until: now + WEEK });
+        let err = TrustStore::parse(Path::new("p"), &s.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("more than one [[peer]] entry"), "{err}");
+        // A previous key pinned again as an entry of its own.
+        let mut s = TrustStore::default();
+        let mut e = entry(1);
+        e.previous.push(PreviousKey { id: id(3), until: now + WEEK });
+        s.pin(e);
+        s.peers.push(entry(3));
+        let err = TrustStore::parse(Path::new("p"), &s.to_toml()).unwrap_err().to_string();
+        assert!(err.contains("pinned twice"), "{err}");
+    }
+
+    #[test]
+    fn forgetting_by_an_old_key_forgets_the_whole_entry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.rotate(&id(1), id(2), &id(200), now, WEEK).unwrap();
+        assert!(s.forget(&id(1), now));
+        assert!(s.peers.is_empty());
+        assert_eq!(s.standing(&id(2), now), Standing::Forgotten);
+        assert_eq!(s.standing(&id(1), now), Standing::Forgotten);
+        // A forgotten record outranks a previous key still in its grace period (hand edit).
+        let mut s = TrustStore::default();
+        s.pin(entry(1));
+        s.rotate(&id(1), id(2), &id(200), now, WEEK).unwrap();
+        s.forgotten.push(Forgotten { id: id(1), at: now });
+        let s = TrustStore::parse(Path::new("p"), &s.to_toml()).unwrap();
+        assert_eq!(s.standing(&id(1), now), Standing::Forgotten);
+        assert!(matches!(s.standing(&id(2), now), Standing::Pinned(_)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use tokio::sync::mpsc;
 use vitrine_peer::{
     Identity, IdentitySource, InboundOsc, PeerChannels, PeerConfig, PeerEntry, PeerEvent, PeerId,
-    PeerService, Role, SiteKey, TrustStore,
+    PeerService, PeerStatus, Role, SiteKey, TrustStore,
 };
 
 /// A hang guard for waits on events; the tests assert on what happens, never on how fast.
@@ -21,6 +21,7 @@ pub struct TestBox {
     pub svc: std::sync::Arc<PeerService>,
     pub events: mpsc::UnboundedReceiver<PeerEvent>,
     pub osc: mpsc::Receiver<InboundOsc>,
+    pub status: mpsc::Receiver<PeerStatus>,
     pub dir: TempDir,
 }
 
@@ -81,9 +82,9 @@ pub async fn start_in(setup: Setup<'_>, dir: TempDir) -> TestBox {
     cfg.pairing_window = Duration::from_secs(60);
     (setup.tune)(&mut cfg);
     write_pins(&cfg.trust_path, &setup.pins);
-    let (svc, PeerChannels { events, osc }) =
+    let (svc, PeerChannels { events, osc, status }) =
         PeerService::start(cfg, setup.identity, IdentitySource::Memory).await.unwrap();
-    TestBox { svc: std::sync::Arc::new(svc), events, osc, dir }
+    TestBox { svc: std::sync::Arc::new(svc), events, osc, status, dir }
 }
 
 impl TestBox {

@@ -75,6 +75,8 @@ async fn a_ban_under_the_new_key_also_refuses_the_old_key() {
     }
     a.wait("violation", is_violation(new_id)).await;
     a.wait("disconnect", is_disconnected(new_id)).await;
+    // B stops redialing: the refusal below can only be the old key's.
+    b.svc.stop();
     // The old key is still inside its grace period, and refused all the same.
     let c = start(Setup { identity: old, ..Setup::new("b") }.pin(ida, Role::Observer)).await;
     assert_refused(c.svc.connect(a.svc.local_addr()).await);
@@ -96,6 +98,8 @@ async fn a_ban_under_the_old_key_also_refuses_the_new_key() {
     }
     a.wait("violation", is_violation(old_id)).await;
     a.wait("disconnect", is_disconnected(old_id)).await;
+    // The old key stops redialing: the refusal below can only be the new key's.
+    c.svc.stop();
     assert_refused(b.svc.connect(a.svc.local_addr()).await);
     a.wait("refusal of the new key", refused_as_banned).await;
     assert!(a.svc.peers()[0].banned.is_some());

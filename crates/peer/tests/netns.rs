@@ -340,7 +340,7 @@ fn box_main(spec: &str) {
         cfg.site_key = SiteKey::from_bytes(b"netns-test-site-key-0123456789");
         cfg.site_key_role = Role::Controller;
         let ident = Identity::generate().unwrap();
-        let (svc, PeerChannels { mut events, mut osc }) =
+        let (svc, PeerChannels { mut events, mut osc, .. }) =
             PeerService::start(cfg, ident, IdentitySource::Memory).await.unwrap();
         println!("READY {}", svc.id());
         let (cmd_tx, mut cmds) = tokio::sync::mpsc::unbounded_channel::<String>();

@@ -352,7 +352,8 @@ async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
     });
     store.save(&a.trust_path()).unwrap();
     a.wait("connected", is_connected(idb)).await;
-    a.wait("status", |e| matches!(e, PeerEvent::Status { peer, .. } if *peer == idb)).await;
+    let status = tokio::time::timeout(PATIENCE, a.status.recv()).await.expect("no status");
+    assert_eq!(status.map(|s| s.peer), Some(idb));
     let info = a.svc.peers().into_iter().find(|p| p.id == idb).unwrap();
     assert!(info.connected.is_some() && info.last_seen.is_some() && info.down.is_none());
     assert_eq!(info.status.map(|s| s.1), Some(br#"{"visualizations":["aurora"]}"#.to_vec()));
@@ -386,4 +387,54 @@ async fn peering_does_not_start_on_a_ban_file_it_cannot_read() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("peer-bans.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn a_ban_file_that_turns_unreadable_after_a_ban_lifts_nothing() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (ida, idb) = (ia.id(), ib.id());
+    let mut a = start(Setup { identity: ia, ..Setup::new("a") }.pin(idb, Role::Observer)).await;
+    let b = start(Setup { identity: ib, ..Setup::new("b") }.pin(ida, Role::Controller)).await;
+    b.svc.connect(a.svc.local_addr()).await.unwrap();
+    a.wait("connected", is_connected(idb)).await;
+    // OSC from an observer: banned, and the ban is on disk.
+    b.svc.send_osc(&ida, osc_packet()).unwrap();
+    a.wait("violation", |e| matches!(e, PeerEvent::Violation { .. })).await;
+    b.svc.stop();
+    let bans = a.dir.path().join("peer-bans.toml");
+    assert!(std::fs::read_to_string(&bans).unwrap().contains(&idb.to_string()));
+    // The file turns into something that cannot be read: reported, and the ban holds.
+    std::fs::remove_file(&bans).unwrap();
+    std::fs::create_dir(&bans).unwrap();
+    a.wait("bans kept", |e| matches!(e, PeerEvent::BansKept { .. })).await;
+    assert!(a.svc.bans().iter().any(|ban| ban.id == idb));
+    assert!(a.svc.peers()[0].banned.is_some());
+    // And a restart on that state directory refuses to start rather than start without it.
+    let TestBox { svc, dir, .. } = a;
+    svc.stop();
+    drop(svc);
+    let cfg = vitrine_peer::PeerConfig::new("a", dir.path(), "127.0.0.1:0".parse().unwrap());
+    let ident = Identity::generate().unwrap();
+    let err = vitrine_peer::PeerService::start(cfg, ident, vitrine_peer::IdentitySource::Memory)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("peer-bans.toml"), "{err}");
+}
+
+#[tokio::test]
+async fn nothing_is_written_over_a_trust_store_with_a_pending_error() {
+    let (ia, ib) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let idb = ib.id();
+    let mut a = start(Setup { identity: ia, ..Setup::new("a") }.pin(idb, Role::Observer)).await;
+    let broken =
+        format!("{}\n[[peer]]\nid = \"oops\"\n", std::fs::read_to_string(a.trust_path()).unwrap());
+    std::fs::write(a.trust_path(), &broken).unwrap();
+    a.wait("reload refused", |e| matches!(e, PeerEvent::TrustReloadFailed { .. })).await;
+    // A change through the API is refused, and the admin's file stays as written.
+    let stranger = Identity::generate().unwrap().id();
+    let err = a.svc.forget(&stranger).unwrap_err();
+    assert!(matches!(err, PeerError::TrustFilePending(_)), "{err}");
+    assert_eq!(std::fs::read_to_string(a.trust_path()).unwrap(), broken);
+    // The store in force still pins B.
+    assert!(matches!(a.svc.peers()[0].role, Role::Observer));
 }

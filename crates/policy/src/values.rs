@@ -226,12 +226,13 @@ const OSC_RESERVED: &[char] = &[' ', '#', '*', ',', '?', '[', ']', '{', '}'];
 
 /// An OSC address or prefix: `/a/b`, printable ASCII, no pattern characters, no empty parts.
 pub(crate) fn osc_address(s: &str) -> Result<String, Bad> {
+    // The length first: the messages below quote the address.
+    if s.len() > 255 {
+        return Err(Bad::new("OSC address is longer than 255 bytes"));
+    }
     if !s.starts_with('/') {
         return Err(Bad::new(format!("OSC address \"{s}\" must start with '/'"))
             .hint(format!("write \"/{s}\"")));
-    }
-    if s.len() > 255 {
-        return Err(Bad::new("OSC address is longer than 255 bytes"));
     }
     if let Some(c) = s.chars().find(|c| OSC_RESERVED.contains(c) || !c.is_ascii_graphic()) {
         return Err(Bad::new(format!("OSC address \"{s}\" contains '{}'", c.escape_default()))

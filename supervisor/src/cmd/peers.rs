@@ -91,9 +91,11 @@ fn trust_path(connect: &ConnectArgs) -> anyhow::Result<PathBuf> {
 
 fn list(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
     let path = socket(connect)?;
-    let (rows, banned, forgotten) = if daemon_running(&path) {
+    let (rows, banned, forgotten, dropped) = if daemon_running(&path) {
         match peering::request(&path, &PeerRequest::List {})? {
-            PeerResponse::Peers { peers, banned, forgotten } => (peers, banned, forgotten),
+            PeerResponse::Peers { peers, banned, forgotten, dropped } => {
+                (peers, banned, forgotten, dropped)
+            }
             other => anyhow::bail!("unexpected answer: {other:?}"),
         }
     } else {
@@ -126,15 +128,24 @@ fn list(json: bool, connect: &ConnectArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let forgotten = store.forgotten.iter().map(peering::forgotten_row).collect();
-        (rows, bans.bans.iter().map(peering::ban_row).collect(), forgotten)
+        let bans = bans.bans.iter().map(peering::ban_row).collect();
+        (rows, bans, forgotten, peering::Dropped::default())
     };
     if json {
-        let doc = serde_json::json!({ "peers": rows, "banned": banned, "forgotten": forgotten });
+        let doc = serde_json::json!({
+            "peers": rows, "banned": banned, "forgotten": forgotten, "dropped": dropped,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
         println!("no trusted peers");
+    }
+    if dropped != peering::Dropped::default() {
+        let peering::Dropped { relay, status, osc } = dropped;
+        println!(
+            "dropped: {relay} relayed OSC over peers' rates, {status} status, {osc} inbound OSC"
+        );
     }
     for r in &rows {
         let link = match (&r.connected, &r.down) {

@@ -45,6 +45,7 @@ pub struct CompanionHooks {
     hub: Option<Arc<Hub>>,
     midi: Arc<Bridges>,
     bus: EventBus,
+    peering: Option<Arc<Peering>>,
 }
 
 impl Companions {
@@ -85,9 +86,17 @@ impl Companions {
                 hub.inject(packet, from);
             }
         });
-        let peering = peering::start(config, bus.clone(), Some(metrics.clone()), sink)
-            .await
-            .context("cannot start peering")?;
+        // Peering that cannot start (an invalid or unreadable peers.toml or ban file, a port in
+        // use) stays off, loudly; the visualizations still run. Off is closed: no peer links.
+        let peering = match peering::start(config, bus.clone(), Some(metrics.clone()), sink).await {
+            Ok(p) => p,
+            Err(e) => {
+                let message = format!("peering is off: cannot start it: {e:#}");
+                tracing::error!("{message}");
+                bus.publish(Event::Warning { subject: "peering".into(), message });
+                None
+            }
+        };
         // OSC for a visualization this box does not run goes to the peer that runs it.
         if let (Some(hub), Some(p)) = (&hub, &peering) {
             let p = Arc::downgrade(p);
@@ -180,6 +189,7 @@ impl Companions {
             hub: self.hub.clone(),
             midi: Arc::clone(&self.midi),
             bus: self.bus.clone(),
+            peering: self.peering.clone(),
         }
     }
 }
@@ -259,6 +269,12 @@ impl Hooks for CompanionHooks {
         self.midi.stop(name);
         if let Some(hub) = &self.hub {
             hub.detach(name);
+        }
+    }
+
+    fn local_prefixes(&self, prefixes: Vec<String>) {
+        if let Some(p) = &self.peering {
+            p.set_local_prefixes(prefixes);
         }
     }
 
@@ -395,5 +411,30 @@ mod tests {
         assert_eq!(got, want);
         a.shutdown().await;
         b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_trust_store_that_does_not_parse_turns_peering_off_loudly() {
+        let dir = tempfile::tempdir().expect("tmp");
+        prepare(dir.path(), None);
+        std::fs::write(dir.path().join("state/peers.toml"), "[[peer]]\nid = \"oops\"\n")
+            .expect("write");
+        let bus = EventBus::new();
+        let mut events = bus.subscribe();
+        let c = Companions::start(&config(dir.path(), vec![]), &bus).await.expect("starts");
+        assert!(c.peering.is_none());
+        let warned = loop {
+            let e =
+                tokio::time::timeout(PATIENCE, events.recv()).await.expect("event").expect("bus");
+            if let Event::Warning { subject, message } = &e.event {
+                break (subject.clone(), message.clone());
+            }
+        };
+        assert_eq!(warned.0, "peering");
+        assert!(
+            warned.1.contains("peering is off") && warned.1.contains("peers.toml"),
+            "{warned:?}"
+        );
+        c.shutdown().await;
     }
 }

@@ -77,6 +77,9 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
     fn ended(&self, name: &str);
     /// The visualization `name` was removed from the box.
     fn removed(&self, name: &str);
+    /// The OSC prefixes of every visualization on the box after a reload, told before any
+    /// new visualization starts (peering relays nothing under them).
+    fn local_prefixes(&self, _prefixes: Vec<String>) {}
     /// The MIDI input ports of `name`, for `vitrine status`.
     fn midi_ports(&self, _name: &str) -> Vec<crate::midi::MidiPortStatus> {
         Vec::new()

@@ -111,6 +111,14 @@ impl<L: Launcher> Daemon<L> {
         let wanted: BTreeMap<String, Policy> =
             policies.into_iter().map(|p| (p.visualization.name.to_string(), p)).collect();
         self.remove_missing(&mut units, &wanted, &rejected_paths, &mut report).await;
+        // Kept units (an invalid file keeps the old version running) and wanted ones.
+        let prefixes = units
+            .iter()
+            .filter(|(name, _)| !wanted.contains_key(*name))
+            .map(|(_, u)| u.policy.osc.prefix.clone())
+            .chain(wanted.values().map(|p| p.osc.prefix.clone()))
+            .collect();
+        self.hooks.local_prefixes(prefixes);
         for (name, policy) in wanted {
             self.apply_one(&mut units, name, policy, &mut report).await;
         }

@@ -100,3 +100,60 @@ async fn disabled_policies_load_but_do_not_start() {
     assert_eq!(daemon.act("quiet", Verb::Start).await, Ok(State::Running));
     assert!(daemon.act("nope", Verb::Start).await.is_err());
 }
+
+/// Hooks that write down what they were told, in order.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Hooks for Recorder {
+    fn started(&self, policy: &Policy, _: &launcher::Started, _: Option<crate::osc::Delivery>) {
+        self.note(format!("started {}", policy.visualization.name));
+    }
+    fn ended(&self, _: &str) {}
+    fn removed(&self, _: &str) {}
+    fn local_prefixes(&self, mut prefixes: Vec<String>) {
+        prefixes.sort();
+        self.note(format!("prefixes {prefixes:?}"));
+    }
+}
+
+impl Recorder {
+    fn note(&self, line: String) {
+        self.0.lock().expect("lock").push(line);
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn peering_learns_every_local_prefix_before_anything_new_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["a", "b"] {
+        write(dir.path(), name, "/bin/true");
+    }
+    let (launcher, _spawned) = FakeLauncher::new();
+    let ctx = LoadContext { allow_unsigned: true, system_dirs: Vec::new() };
+    let hooks = Arc::new(Recorder::default());
+    let daemon = Daemon::new(launcher, EventBus::new(), hooks.clone(), dir.path().to_owned(), ctx);
+    daemon.reload().await;
+    settle().await;
+    let log = hooks.take();
+    // Without an `[osc] prefix`, a visualization's prefix is `/<name>`.
+    let prefixes = |names: &[&str]| {
+        let all: Vec<String> = names.iter().map(|n| format!("/{n}")).collect();
+        format!("prefixes {all:?}")
+    };
+    assert_eq!(log.first(), Some(&prefixes(&["a", "b"])), "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.starts_with("started")).count(), 2, "{log:?}");
+    // A broken file keeps its visualization, and so its prefix; an added one is told first.
+    let broken = test_policy_toml("b", Path::new("/bin/true"))
+        .replace("[visualization]\n", "[visualization]\nbogus = 1\n");
+    std::fs::write(dir.path().join("b.toml"), broken).expect("write");
+    write(dir.path(), "c", "/bin/true");
+    daemon.reload().await;
+    settle().await;
+    let log = hooks.take();
+    assert_eq!(log.first(), Some(&prefixes(&["a", "b", "c"])), "{log:?}");
+    assert_eq!(log[1..], ["started c".to_string()], "{log:?}");
+}

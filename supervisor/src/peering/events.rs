@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use vitrine_peer::PeerEvent;
+use vitrine_peer::{PeerEvent, PeerStatus};
 
 use super::Peering;
 use crate::events::{Event, EventBus};
@@ -22,16 +22,10 @@ pub(super) async fn pump_events(
 ) {
     while let Some(event) = rx.recv().await {
         match &event {
-            PeerEvent::Status { peer, payload } => {
-                if let Some(detail) = peering.learn(*peer, payload) {
-                    tracing::warn!(%peer, "{detail}");
-                    let action = PREFIX_REFUSED.to_owned();
-                    bus.publish(Event::Peer { peer: peer.to_string(), action, detail });
-                }
-            }
             PeerEvent::Disconnected { peer, .. } | PeerEvent::Forgotten { peer } => {
                 peering.unlearn(peer)
             }
+            PeerEvent::PeerRotated { old, .. } => peering.unlearn(old),
             _ => {}
         }
         if let Some(m) = &metrics {
@@ -43,14 +37,28 @@ pub(super) async fn pump_events(
                 PeerEvent::Disconnected { peer, .. } => {
                     m.set_peer_connected(&peer.to_string(), false)
                 }
+                // The old key's link is gone for good: its series goes too.
+                PeerEvent::PeerRotated { old, .. } => m.remove_peer(&old.to_string()),
                 _ => {}
             }
         }
-        if matches!(event, PeerEvent::Status { .. }) {
-            continue;
-        }
         let (peer, detail) = describe(&event);
         bus.publish(Event::Peer { peer, action: event.kind().to_owned(), detail });
+    }
+}
+
+/// Learns from each peer's status where this box may relay, and publishes refused prefixes.
+pub(super) async fn pump_status(
+    mut rx: mpsc::Receiver<PeerStatus>,
+    bus: EventBus,
+    peering: Arc<Peering>,
+) {
+    while let Some(PeerStatus { peer, payload }) = rx.recv().await {
+        if let Some(detail) = peering.learn(peer, &payload) {
+            tracing::warn!(%peer, "{detail}");
+            let action = PREFIX_REFUSED.to_owned();
+            bus.publish(Event::Peer { peer: peer.to_string(), action, detail });
+        }
     }
 }
 
@@ -87,8 +95,8 @@ pub fn describe(event: &PeerEvent) -> (String, String) {
             peer.to_string(),
             format!("{what}; disconnected and refused for {}s", banned_for.as_secs()),
         ),
-        Status { peer, payload } => {
-            (peer.to_string(), format!("status of {} bytes", payload.len()))
+        RotationRefused { peer, new, reason } => {
+            (peer.to_string(), format!("rotation to {new} refused: {reason}"))
         }
         TrustReloaded { peers } => (String::new(), format!("peers.toml reloaded: {peers} peer(s)")),
         TrustReloadFailed { error } => (String::new(), error.clone()),

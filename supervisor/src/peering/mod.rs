@@ -30,7 +30,8 @@ mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -41,14 +42,14 @@ use vitrine_peer::{
 };
 use vitrine_policy::{Config, Discovery, PeerRole, PeeringConfig};
 
-pub use protocol::{PeerRequest, PeerResponse, PeerRow, ban_row, forgotten_row, request};
+pub use protocol::{Dropped, PeerRequest, PeerResponse, PeerRow, ban_row, forgotten_row, request};
 pub use socket::socket_path;
 pub use status::VisualizationState;
 
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use protocol::{PendingRow, rows};
-use status::Remote;
+use status::{Outbound, Remote, Reported};
 
 /// Where OSC from controller peers goes: the OSC hub's `inject`, which validates and routes it
 /// exactly like a datagram from the peer's address.
@@ -57,12 +58,19 @@ pub type OscSink = Arc<dyn Fn(&[u8], SocketAddr) + Send + Sync>;
 /// The running peer service and its pumps.
 pub struct Peering {
     svc: Arc<PeerService>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Where this box may relay to each linked peer that lets it control its visualizations.
     remote: RwLock<HashMap<PeerId, Remote>>,
     /// The OSC prefixes of every visualization on this box, running or not; `None` until the
     /// daemon has loaded its policies and said so.
     local: RwLock<Option<Vec<String>>>,
+    /// The OSC rate and burst this box allows each controller peer (announced to them).
+    osc_limit: (u32, u32),
+    /// Rate buckets for relaying to each peer, under the limit it announced.
+    outbound: Mutex<HashMap<PeerId, Outbound>>,
+    relay_dropped: AtomicU64,
+    /// When each peer's refused prefixes were last reported.
+    reports: Mutex<HashMap<PeerId, Reported>>,
 }
 
 impl std::fmt::Debug for Peering {
@@ -108,9 +116,14 @@ pub async fn start(
         tasks: Default::default(),
         remote: Default::default(),
         local: Default::default(),
+        osc_limit: (config.peering.osc_rate, config.peering.osc_burst),
+        outbound: Default::default(),
+        relay_dropped: AtomicU64::new(0),
+        reports: Default::default(),
     });
     let tasks = vec![
         tokio::spawn(events::pump_events(channels.events, bus.clone(), metrics, peering.clone())),
+        tokio::spawn(events::pump_status(channels.status, bus.clone(), peering.clone())),
         tokio::spawn(pump_osc(channels.osc, osc)),
         tokio::spawn(socket::serve_socket(
             listener,
@@ -188,6 +201,11 @@ impl Peering {
                 peers: rows(svc),
                 banned: svc.bans().iter().map(ban_row).collect(),
                 forgotten: svc.forgotten().iter().map(forgotten_row).collect(),
+                dropped: Dropped {
+                    relay: self.relay_dropped(),
+                    status: svc.status_dropped(),
+                    osc: svc.osc_dropped(),
+                },
             },
             PeerRequest::Identity {} => PeerResponse::Identity {
                 id: svc.id().to_string(),

@@ -100,6 +100,18 @@ pub struct PeerStatus {
     pub doc: Option<StatusDoc>,
 }
 
+/// Counts of what peering dropped rather than queue without bound or get this box banned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// OSC not relayed: the target peer's announced rate would have been exceeded.
+    pub relay: u64,
+    /// Status documents from peers that the supervisor did not take in time.
+    pub status: u64,
+    /// OSC from controller peers that the supervisor did not take in time, or that came from a
+    /// peer demoted moments before (it could not know yet).
+    pub osc: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingRow {
     pub id: String,
@@ -117,6 +129,9 @@ pub enum PeerResponse {
         banned: Vec<BanRow>,
         #[serde(default)]
         forgotten: Vec<ForgottenRow>,
+        /// What peering dropped since the daemon started.
+        #[serde(default)]
+        dropped: Dropped,
     },
     Identity {
         id: String,

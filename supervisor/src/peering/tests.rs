@@ -1,4 +1,7 @@
-use super::status::{MAX_REMOTE_PREFIXES, StatusDoc, check_prefixes, documents, message_address};
+use super::status::{
+    MAX_REMOTE_PREFIXES, REPORT_EVERY, StatusDoc, check_prefixes, describe_refusals, documents,
+    message_address,
+};
 use super::*;
 use crate::events::Event;
 use vitrine_policy::Discovery;
@@ -84,6 +87,8 @@ async fn the_peer_socket_answers_the_cli_and_audits_changes() {
             version: "0".into(),
             visualizations,
             you_control,
+            osc_rate: None,
+            osc_burst: None,
         };
         serde_json::to_vec(&doc).expect("serializes")
     };
@@ -141,16 +146,17 @@ fn announced_prefixes_are_checked_like_local_ones() {
     let checked = check_prefixes(
         &own(&["/", "", "/a/*", "/a b", "/a/", "/ok", "/ok/deeper", "/local/x", "/two"]),
         &own(&["/local"]),
+        &[],
     );
     assert_eq!(checked.prefixes, own(&["/ok", "/two"]));
     let why = checked.refused.join("\n");
     assert_eq!(checked.refused.len(), 7, "{why}");
     for (prefix, reason) in [
-        ("\"/\"", "empty part"),
-        ("\"\"", "must start with '/'"),
-        ("\"/a/*\"", "contains '*'"),
-        ("\"/a b\"", "contains ' '"),
-        ("\"/a/\"", "empty part"),
+        ("\"/\"", "not a valid OSC prefix"),
+        ("\"\"", "not a valid OSC prefix"),
+        ("\"/a/*\"", "not a valid OSC prefix"),
+        ("\"/a b\"", "not a valid OSC prefix"),
+        ("\"/a/\"", "not a valid OSC prefix"),
         ("\"/ok/deeper\"", "overlaps /ok, announced by the same peer"),
         ("\"/local/x\"", "overlaps /local, which a visualization on this box uses"),
     ] {
@@ -158,7 +164,7 @@ fn announced_prefixes_are_checked_like_local_ones() {
     }
     // A flood of prefixes is cut at the limit, and the rest is counted in one line.
     let many: Vec<String> = (0..MAX_REMOTE_PREFIXES + 10).map(|i| format!("/v{i}")).collect();
-    let checked = check_prefixes(&many, &[]);
+    let checked = check_prefixes(&many, &[], &[]);
     assert_eq!(checked.prefixes.len(), MAX_REMOTE_PREFIXES);
     assert_eq!(checked.refused, ["10 more prefix(es) beyond the 64 a peer may announce"]);
 }
@@ -172,14 +178,96 @@ fn observers_learn_what_runs_and_nothing_about_trust() {
         osc_prefix: Some("/aurora".into()),
     };
     let [(observer_role, observer), (controller_role, controller)] =
-        documents(me, vec![running.clone()]);
+        documents(me, vec![running.clone()], (500, 1000));
     assert_eq!((observer_role, controller_role), (Role::Observer, Role::Controller));
     assert!(!observer.you_control && controller.you_control);
     assert_eq!(observer.visualizations[0].osc_prefix, None);
     assert_eq!(observer.visualizations[0].state, "running");
     assert_eq!(controller.visualizations, [running]);
+    assert_eq!((controller.osc_rate, controller.osc_burst), (Some(500), Some(1000)));
+    assert_eq!((observer.osc_rate, observer.osc_burst), (None, None));
     // The document names this box and nothing else: no list of who may control it.
     let json: serde_json::Value = serde_json::to_value(&observer).expect("serializes");
     let keys: Vec<&String> = json.as_object().expect("an object").keys().collect();
     assert_eq!(keys, ["id", "name", "version", "visualizations", "you_control"]);
+}
+
+#[test]
+fn refusals_never_echo_raw_peer_text_and_stay_short() {
+    // A prefix without its '/' used to be quoted whole by the policy parser, newlines and all.
+    let nasty = format!("aurora\n\x1b[31m{}", "x".repeat(60_000));
+    let checked = check_prefixes(&[nasty.clone(), "/a/*".into()], &[], &[]);
+    let line = describe_refusals(&checked.refused);
+    assert!(line.len() <= 1024, "{}", line.len());
+    assert!(!line.contains('\n') && !line.contains('\x1b'), "{line}");
+    // Many long refusals are cut too.
+    let many: Vec<String> = (0..40).map(|i| format!("/{i}/{}", "?".repeat(200))).collect();
+    let line = describe_refusals(&check_prefixes(&many, &[], &[]).refused);
+    assert!(line.len() <= 1024 && line.ends_with("..."), "{line}");
+}
+
+#[test]
+fn a_prefix_another_peer_holds_is_refused() {
+    let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let checked = check_prefixes(&own(&["/aurora/x", "/dew"]), &[], &own(&["/aurora"]));
+    assert_eq!(checked.prefixes, own(&["/dew"]));
+    assert!(checked.refused[0].contains("another peer announced first"), "{:?}", checked.refused);
+}
+
+#[tokio::test]
+async fn two_peers_never_share_a_prefix_and_refusals_are_reported_once_a_minute() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink: OscSink = Arc::new(|_, _| {});
+    let peering = start(&config(dir.path()), EventBus::new(), None, sink)
+        .await
+        .expect("start")
+        .expect("enabled");
+    let (b, c) =
+        (vitrine_peer::PeerId::from_bytes([2; 32]), vitrine_peer::PeerId::from_bytes([3; 32]));
+    let doc = |prefixes: &[&str]| {
+        let visualizations = prefixes
+            .iter()
+            .map(|p| VisualizationState {
+                name: "v".into(),
+                state: "running".into(),
+                osc_prefix: Some((*p).into()),
+            })
+            .collect();
+        let doc = StatusDoc {
+            id: String::new(),
+            name: "peer".into(),
+            version: "0".into(),
+            visualizations,
+            you_control: true,
+            osc_rate: Some(10),
+            osc_burst: Some(2),
+        };
+        serde_json::to_vec(&doc).expect("serializes")
+    };
+    peering.set_local_prefixes(vec![]);
+    assert_eq!(peering.learn(b, &doc(&["/aurora"])), None);
+    // C claims what B holds: B keeps it, C is refused, nothing is relayed to C.
+    let refused = peering.learn(c, &doc(&["/aurora/speed"])).expect("reported");
+    assert!(refused.contains("another peer announced first"), "{refused}");
+    assert_eq!(peering.relay_targets("/aurora/speed/x"), [b]);
+    // B announcing it again does not lose it to C.
+    assert_eq!(peering.learn(b, &doc(&["/aurora"])), None);
+    assert_eq!(peering.relay_targets("/aurora/speed/x"), [b]);
+    // C alternating between two refused announcements: reported once a minute at most, and the
+    // next report counts what was held back.
+    for i in 0..10 {
+        let bad = if i % 2 == 0 { "/x/*" } else { "/y/*" };
+        assert_eq!(peering.learn(c, &doc(&[bad])), None);
+    }
+    let later = std::time::Instant::now() + REPORT_EVERY;
+    let report = peering.throttle(c, "OSC prefixes refused: x".into(), later).expect("due");
+    assert!(report.ends_with("(10 earlier change(s) not reported)"), "{report}");
+    // Relaying to B stays under the rate B announced (a tenth below): 2 at once, then dropped.
+    // B has no link, so what is sent fails; what counts is that the bucket was consulted.
+    let packet = b"/aurora/speed\0\0\0,f\0\0\0\0\0\0";
+    for _ in 0..5 {
+        peering.relay(packet);
+    }
+    assert_eq!(peering.relay_dropped(), 3);
+    peering.shutdown();
 }
