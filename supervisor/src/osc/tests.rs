@@ -215,7 +215,14 @@ async fn oscsend_to_oscdump_values_clamped_rejects_absent_patterns_expanded() {
     let stats = hub.stats();
     let a = stats.visualizations.iter().find(|v| v.name == "aurora").unwrap();
     assert_eq!(a.forwarded, 6);
-    assert!(stats.latency.counts.iter().sum::<u64>() >= 8);
+    // Ingress observes the latency just after its send returns, so the child may print the last
+    // message before the observation lands: wait for it rather than racing it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while hub.stats().latency.counts.iter().sum::<u64>() < 8 && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(hub.stats().latency.counts.iter().sum::<u64>() >= 8);
     hub.shutdown().await;
 }
 
