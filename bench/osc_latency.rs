@@ -12,12 +12,16 @@
 //! Run: `bench/osc_latency.sh` (builds the release `vitrine` first), or
 //! `VITRINE_BIN=target/release/vitrine cargo bench -p vitrine-osc --bench osc_latency`.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use shared::{loadavg, vitrine_bin};
 use vitrine_osc::encode::encode_message;
 use vitrine_osc::wire::{self, Arg};
 
@@ -201,32 +205,8 @@ fn receive() {
     }
 }
 
-/// The 1-minute load average, to show the machine state next to each row.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn vitrine_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("VITRINE_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/release/deps/osc_latency-* → target/release/vitrine
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent().and_then(Path::parent).map(|d| d.join("vitrine")).expect("target dir")
-}
-
-/// A policy directory with the shipped presets and seccomp profiles beside it, as the loader
-/// expects (`<dir>/policies/x.toml`, `<dir>/presets`, `<dir>/seccomp`).
 fn policy_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::temp_dir().join(format!("vitrine-osc-latency-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(dir.join("policies"));
-    for sub in ["presets", "seccomp"] {
-        let _ = std::os::unix::fs::symlink(repo.join("policies").join(sub), dir.join(sub));
-    }
+    let dir = shared::policy_dir("osc-latency");
     std::fs::write(dir.join("policies/latency.toml"), POLICY).expect("write policy");
     dir
 }

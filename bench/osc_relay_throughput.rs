@@ -11,6 +11,9 @@
 //! Run: `bench/osc_latency.sh` runs it after the latency benchmark, or
 //! `VITRINE_BIN=target/release/vitrine cargo bench -p vitrine-osc --bench osc_relay_throughput`.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use shared::{loadavg, vitrine_bin};
 use vitrine_osc::encode::encode_message;
 use vitrine_osc::wire::Arg;
 
@@ -172,28 +176,8 @@ fn relay_cpu() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1)
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn vitrine_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("VITRINE_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("own path");
-    exe.parent().and_then(Path::parent).map(|d| d.join("vitrine")).expect("target dir")
-}
-
 fn policy_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::temp_dir().join(format!("vitrine-osc-throughput-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(dir.join("policies"));
-    for sub in ["presets", "seccomp"] {
-        let _ = std::os::unix::fs::symlink(repo.join("policies").join(sub), dir.join(sub));
-    }
+    let dir = shared::policy_dir("osc-throughput");
     for name in VISUALIZATIONS {
         let policy = POLICY.replace("NAME", name);
         std::fs::write(dir.join(format!("policies/{name}.toml")), policy).expect("write policy");
