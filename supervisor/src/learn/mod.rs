@@ -12,6 +12,7 @@ mod draft;
 mod listener;
 mod observe;
 mod paths;
+mod render;
 mod setup;
 
 use std::os::fd::AsFd;
