@@ -20,9 +20,8 @@ use toml::Spanned;
 use crate::id::PeerId;
 use crate::identity::write_private;
 use crate::shared::lock;
-use crate::trust::{
-    TrustError, fmt_time, load_state, parse_error, parse_id, parse_time, read_state,
-};
+use crate::state_file::{fmt_time, load_state, parse_error, parse_id, parse_time, read_state};
+use crate::trust::TrustError;
 
 /// One ban as the file holds it and the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

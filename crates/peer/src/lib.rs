@@ -23,6 +23,7 @@ mod link;
 pub mod proof;
 mod service;
 mod shared;
+mod state_file;
 pub mod tls;
 pub mod trust;
 

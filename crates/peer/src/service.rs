@@ -24,7 +24,8 @@ use crate::proof::rotation_message;
 use crate::shared::{
     IdentitySource, LateGate, Pairing, PeerConfig, Shared, TlsConfigs, TrustState, lock,
 };
-use crate::trust::{Forgotten, Role, Standing, TrustStore, read_state};
+use crate::state_file::read_state;
+use crate::trust::{Forgotten, Role, Standing, TrustStore};
 
 /// How often the trust store and the bans are re-read and the dialers look for work.
 const TICK: Duration = Duration::from_secs(1);

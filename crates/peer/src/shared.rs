@@ -22,8 +22,9 @@ use crate::frame::Frame;
 use crate::id::PeerId;
 use crate::identity::{Identity, IdentityOptions};
 use crate::proof::SiteKey;
+use crate::state_file::read_state;
 use crate::tls::{self, Gate};
-use crate::trust::{Role, Standing, TrustStore, read_state};
+use crate::trust::{Role, Standing, TrustStore};
 
 /// Everything the peer service needs to know; see [`PeerConfig::new`] for the defaults.
 #[derive(Debug, Clone)]

@@ -14,6 +14,8 @@ use toml::Spanned;
 
 use crate::id::PeerId;
 use crate::identity::{IdentityError, write_private};
+pub use crate::state_file::fmt_time;
+use crate::state_file::{load_state, parse_error, parse_id, parse_time};
 
 /// What a trusted peer may do on this box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -407,49 +409,6 @@ impl From<&PeerEntry> for OutPeer {
                 .collect(),
         }
     }
-}
-
-/// Reads a state file the service keeps and people may edit: `None` when it does not exist.
-/// Any other failure is an error, never an empty file: reading a trust store or a ban list
-/// as empty would drop pins, forgotten records or bans.
-pub(crate) fn read_state(path: &Path) -> Result<Option<String>, TrustError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(TrustError::Read { path: path.to_owned(), source }),
-    }
-}
-
-/// Reads and parses a state file; a missing file is the default value.
-pub(crate) fn load_state<T: Default>(
-    path: &Path,
-    parse: impl FnOnce(&Path, &str) -> Result<T, TrustError>,
-) -> Result<T, TrustError> {
-    match read_state(path)? {
-        Some(text) => parse(path, &text),
-        None => Ok(T::default()),
-    }
-}
-
-pub fn fmt_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-pub(crate) fn parse_time(s: &Spanned<String>) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(s.get_ref())
-        .map_err(|e| format!("'{}' is not a time like 2026-01-31T12:00:00Z ({e})", s.get_ref()))
-}
-
-pub(crate) fn parse_id(s: &Spanned<String>) -> Result<PeerId, String> {
-    s.get_ref().parse::<PeerId>().map_err(|e| format!("invalid peer id: {e}"))
-}
-
-pub(crate) fn parse_error(path: &Path, text: &str, at: usize, message: String) -> TrustError {
-    let at = at.min(text.len());
-    let before = text.get(..at).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    TrustError::Parse { path: path.to_owned(), line, col, message }
 }
 
 #[cfg(test)]
