@@ -380,13 +380,19 @@ async fn status_is_exchanged_and_a_silent_peer_is_marked_down_and_redialed() {
 async fn peering_does_not_start_on_a_ban_file_it_cannot_read() {
     // Starting as if there were no bans would lift them all: refuse, and name the file.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = vitrine_peer::PeerConfig::new("a", dir.path(), "127.0.0.1:0".parse().unwrap());
-    std::fs::create_dir(&cfg.bans_path).unwrap();
+    std::fs::create_dir(dir.path().join("peer-bans.toml")).unwrap();
+    let err = start_error(dir.path()).await;
+    assert!(err.contains("peer-bans.toml"), "{err}");
+}
+
+/// Why a service with a fresh identity does not start on the state directory `dir`.
+async fn start_error(dir: &std::path::Path) -> String {
+    let cfg = vitrine_peer::PeerConfig::new("a", dir, "127.0.0.1:0".parse().unwrap());
     let ident = Identity::generate().unwrap();
     let err = vitrine_peer::PeerService::start(cfg, ident, vitrine_peer::IdentitySource::Memory)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("peer-bans.toml"), "{err}");
+    err.to_string()
 }
 
 #[tokio::test]
@@ -413,12 +419,8 @@ async fn a_ban_file_that_turns_unreadable_after_a_ban_lifts_nothing() {
     let TestBox { svc, dir, .. } = a;
     svc.stop();
     drop(svc);
-    let cfg = vitrine_peer::PeerConfig::new("a", dir.path(), "127.0.0.1:0".parse().unwrap());
-    let ident = Identity::generate().unwrap();
-    let err = vitrine_peer::PeerService::start(cfg, ident, vitrine_peer::IdentitySource::Memory)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("peer-bans.toml"), "{err}");
+    let err = start_error(dir.path()).await;
+    assert!(err.contains("peer-bans.toml"), "{err}");
 }
 
 #[tokio::test]
