@@ -4,8 +4,23 @@
 //! processes) and its path in a 16-byte blob, which the relay validates against a `blob`
 //! parameter and re-encodes.
 //!
-//! Interleaving: the sender alternates the path every [`BLOCK`] (each path at the full rate
-//! while it sends), so both see the same machine state — other work on the box, frequency and
+//! A third path measures the floor of any relay on this machine: a plain forwarder process
+//! (this binary with `--forward`: one blocking recv(2) and one send(2) per datagram, no
+//! decoding) in the same place as vitrine. Two hops cost two wake-ups where the direct path
+//! costs one, and which CPU the kernel picks for each wake-up decides most of the time on a
+//! small virtual machine; the forwarder pays exactly what vitrine pays for that, so
+//! `vitrine / forwarder` is what vitrine itself adds.
+//!
+//! Two layouts of the processes on the CPUs, both measured:
+//! - `shared`: wherever the kernel puts them. The sender is a process on the same box, so the
+//!   first wake-up of a relayed message preempts it, and the kernel then often places the
+//!   receiver's wake-up on the other, idle CPU: a cold wake-up the direct path never pays.
+//! - `split`: the sender alone on CPU 0; relay, forwarder and receiver on CPU 1. This is how a
+//!   controller on the network reaches a box: its datagrams come from a NIC interrupt, never
+//!   from a process whose time slice the relay could take.
+//!
+//! Interleaving: the sender rotates the path every [`BLOCK`] (each path at the full rate
+//! while it sends), so all see the same machine state — other work on the box, frequency and
 //! idle states — within a twentieth of a second. A run is repeated [`REPEATS`] times; each
 //! repeat prints its rows and the load average, and the summary gives the range over repeats.
 //!
@@ -35,6 +50,18 @@ const BLOCK: Duration = Duration::from_millis(50);
 const SPIN: Duration = Duration::from_micros(60);
 const DIRECT: u64 = 0;
 const RELAYED: u64 = 1;
+const FORWARDED: u64 = 2;
+const PATHS: [&str; 3] = ["direct", "vitrine", "forwarder"];
+
+/// Where the processes run: `None` lets the kernel choose; `Some((sender, rest))` pins them.
+#[derive(Clone, Copy)]
+struct Layout {
+    name: &'static str,
+    cpus: Option<(usize, usize)>,
+}
+
+const LAYOUTS: [Layout; 2] =
+    [Layout { name: "shared", cpus: None }, Layout { name: "split", cpus: Some((0, 1)) }];
 
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -45,38 +72,73 @@ fn main() {
     if args.iter().any(|a| a == "--receive") {
         return receive();
     }
+    if let Some(to) = args.iter().position(|a| a == "--forward").and_then(|i| args.get(i + 1)) {
+        return forward(to.parse().expect("--forward PORT"));
+    }
     let vitrine = vitrine_bin();
     let dir = policy_dir();
-    let mut ratios: Vec<(u64, f64, f64)> = Vec::new();
-    println!("| repeat | rate (msg/s) | path | p50 (µs) | p99 (µs) | received | load |");
-    println!("|---|---|---|---|---|---|---|");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // (layout, rate, p50 ratio, p99 ratio) of vitrine over direct and over the forwarder.
+    let mut ratios: Vec<(&str, u64, f64, f64)> = Vec::new();
+    let mut over_floor: Vec<(&str, u64, f64, f64)> = Vec::new();
+    println!("| repeat | layout | rate (msg/s) | path | p50 (µs) | p99 (µs) | received | load |");
+    println!("|---|---|---|---|---|---|---|---|");
     for repeat in 1..=REPEATS {
-        for rate in RATES {
-            let load = loadavg();
-            let [direct, relayed] = run(rate, &vitrine, &dir);
-            let count = rate * SECONDS_PER_PATH;
-            for (name, r) in [("direct", &direct), ("vitrine", &relayed)] {
-                println!(
-                    "| {repeat} | {rate} | {name} | {:.1} | {:.1} | {}/{count} | {load} |",
-                    r.p50, r.p99, r.received
-                );
+        for layout in LAYOUTS {
+            if layout.cpus.is_some() && cpus < 2 {
+                println!("| {repeat} | {} | | skipped: one CPU | | | | |", layout.name);
+                continue;
             }
-            let (p50, p99) = (relayed.p50 / direct.p50, relayed.p99 / direct.p99);
-            println!("| {repeat} | {rate} | ratio | {p50:.2}× | {p99:.2}× | | |");
-            ratios.push((rate, p50, p99));
+            for rate in RATES {
+                let load = loadavg();
+                let stats = run(rate, &vitrine, &dir, layout);
+                let [direct, relayed, forwarded] = &stats;
+                let count = rate * SECONDS_PER_PATH;
+                let l = layout.name;
+                for (name, r) in PATHS.iter().zip(&stats) {
+                    println!(
+                        "| {repeat} | {l} | {rate} | {name} | {:.1} | {:.1} | {}/{count} | {load} |",
+                        r.p50, r.p99, r.received
+                    );
+                }
+                let ratio = |a: &Stats, b: &Stats| (a.p50 / b.p50, a.p99 / b.p99);
+                for (name, (p50, p99)) in [
+                    ("vitrine / direct", ratio(relayed, direct)),
+                    ("forwarder / direct", ratio(forwarded, direct)),
+                    ("vitrine / forwarder", ratio(relayed, forwarded)),
+                ] {
+                    println!("| {repeat} | {l} | {rate} | {name} | {p50:.2}× | {p99:.2}× | | |");
+                }
+                let (p50, p99) = ratio(relayed, direct);
+                ratios.push((l, rate, p50, p99));
+                let (p50, p99) = ratio(relayed, forwarded);
+                over_floor.push((l, rate, p50, p99));
+            }
         }
     }
     println!();
-    println!("| rate (msg/s) | p50 ratio (range over {REPEATS}) | p99 ratio (range) |");
-    println!("|---|---|---|");
-    for rate in RATES {
-        let of = |pick: fn(&(u64, f64, f64)) -> f64| {
-            let v: Vec<f64> = ratios.iter().filter(|r| r.0 == rate).map(pick).collect();
-            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = v.iter().copied().fold(0.0, f64::max);
-            format!("{min:.2}–{max:.2}×")
-        };
-        println!("| {rate} | {} | {} |", of(|r| r.1), of(|r| r.2));
+    println!("| layout | rate (msg/s) | ratio | p50 (range over {REPEATS}) | p99 (range) |");
+    println!("|---|---|---|---|---|");
+    for layout in LAYOUTS {
+        for rate in RATES {
+            for (name, table) in
+                [("vitrine / direct", &ratios), ("vitrine / forwarder", &over_floor)]
+            {
+                let rows: Vec<_> =
+                    table.iter().filter(|r| r.0 == layout.name && r.1 == rate).collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let range = |v: Vec<f64>| {
+                    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = v.iter().copied().fold(0.0, f64::max);
+                    format!("{min:.2}–{max:.2}×")
+                };
+                let p50 = range(rows.iter().map(|r| r.2).collect());
+                let p99 = range(rows.iter().map(|r| r.3).collect());
+                println!("| {} | {rate} | {name} | {p50} | {p99} |", layout.name);
+            }
+        }
     }
 }
 
@@ -87,20 +149,37 @@ struct Stats {
     received: u64,
 }
 
-/// One interleaved run at `rate`: a receiver, a relay in front of it, and the sender.
-fn run(rate: u64, vitrine: &Path, dir: &Path) -> [Stats; 2] {
+/// One interleaved run at `rate`: a receiver, a relay and a plain forwarder in front of it,
+/// and the sender, placed on the CPUs by `layout`.
+fn run(rate: u64, vitrine: &Path, dir: &Path, layout: Layout) -> [Stats; 3] {
     let exe = std::env::current_exe().expect("own path");
+    let rest = layout.cpus.map(|(_, rest)| rest);
     let mut receiver =
-        Command::new(exe).arg("--receive").stdout(Stdio::piped()).spawn().expect("receiver");
+        pinned(rest, &exe).arg("--receive").stdout(Stdio::piped()).spawn().expect("receiver");
     let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
     let port: u16 = lines
         .next()
         .and_then(|l| l.ok())
         .and_then(|l| l.strip_prefix("port ")?.parse().ok())
         .expect("receiver port");
-    let (mut relay, listen) = start_relay(vitrine, dir, port);
-    send([port, listen], rate, rate * SECONDS_PER_PATH);
-    let mut stats = [Stats::default(), Stats::default()];
+    let (mut relay, listen) = start_relay(vitrine, dir, port, rest);
+    let mut forwarder = pinned(rest, &exe)
+        .args(["--forward", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("forwarder");
+    let forward_port: u16 = BufReader::new(forwarder.stdout.take().expect("stdout"))
+        .lines()
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| l.strip_prefix("port ")?.parse().ok())
+        .expect("forwarder port");
+    let sender_cpu = layout.cpus.map(|(sender, _)| sender);
+    let ports = [port, listen, forward_port];
+    std::thread::scope(|s| {
+        s.spawn(|| send(ports, rate, rate * SECONDS_PER_PATH, sender_cpu));
+    });
+    let mut stats = [Stats::default(), Stats::default(), Stats::default()];
     for line in lines.map_while(Result::ok) {
         let v: Vec<f64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
         if let [path, p50, p99, received] = v[..] {
@@ -108,16 +187,42 @@ fn run(rate: u64, vitrine: &Path, dir: &Path) -> [Stats; 2] {
         }
     }
     let _ = receiver.wait();
-    let _ = relay.kill();
-    let _ = relay.wait();
+    for child in [&mut relay, &mut forwarder] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     stats
 }
 
-fn start_relay(vitrine: &Path, dir: &Path, to: u16) -> (Child, u16) {
+/// `program`, run on `cpu` when there is one (through taskset).
+fn pinned(cpu: Option<usize>, program: &Path) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpu.to_string()]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Pins the calling thread to `cpu` (taskset on its thread id).
+fn pin_this_thread(cpu: usize) {
+    let tid = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = tid.file_name().and_then(|t| t.to_str()).expect("thread id").to_owned();
+    let ok = Command::new("taskset")
+        .args(["-p", "-c", &cpu.to_string(), &tid])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "taskset -p -c {cpu} {tid} failed");
+}
+
+fn start_relay(vitrine: &Path, dir: &Path, to: u16, cpu: Option<usize>) -> (Child, u16) {
     let listen =
         UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
     let policy = dir.join("policies/latency.toml");
-    let child = Command::new(vitrine)
+    let child = pinned(cpu, vitrine)
         .args(["osc", "relay", "--listen", &format!("127.0.0.1:{listen}")])
         .arg(format!("{}={to}", policy.display()))
         .stderr(Stdio::null())
@@ -130,9 +235,12 @@ fn start_relay(vitrine: &Path, dir: &Path, to: u16) -> (Child, u16) {
     (child, listen)
 }
 
-/// Paced sends of `count` messages per path; the deadline of message i is start + i/rate, and
-/// the path changes every [`BLOCK`].
-fn send(ports: [u16; 2], rate: u64, count: u64) {
+/// Paced sends of `count` messages per path, on `cpu` if given; the deadline of message i is
+/// start + i/rate, and the path changes every [`BLOCK`].
+fn send(ports: [u16; 3], rate: u64, count: u64, cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        pin_this_thread(cpu);
+    }
     let sockets = ports.map(|port| {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         socket.connect(("127.0.0.1", port)).expect("connect");
@@ -141,8 +249,9 @@ fn send(ports: [u16; 2], rate: u64, count: u64) {
     let per_block = (rate * BLOCK.as_millis() as u64 / 1000).max(1);
     let mut buf = Vec::new();
     let start = Instant::now();
-    for i in 0..2 * count {
-        let path = if (i / per_block) % 2 == 0 { DIRECT } else { RELAYED };
+    let paths = [DIRECT, RELAYED, FORWARDED];
+    for i in 0..paths.len() as u64 * count {
+        let path = paths[((i / per_block) % paths.len() as u64) as usize];
         let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
         // Sleep most of the gap and spin only the last stretch: a sender spinning a whole core
         // would steal the CPU the relay and the receiver need on a small box.
@@ -176,7 +285,7 @@ fn receive() {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     println!("port {}", socket.local_addr().expect("addr").port());
     socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-    let mut latencies: [Vec<f64>; 2] = Default::default();
+    let mut latencies: [Vec<f64>; 3] = Default::default();
     let mut buf = [0u8; 256];
     while let Ok(n) = socket.recv(&mut buf) {
         let at = now_ns();
@@ -202,6 +311,18 @@ fn receive() {
             v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
         };
         println!("{path} {} {} {}", pick(0.5), pick(0.99), v.len());
+    }
+}
+
+/// The plain forwarder: prints its port, then sends every datagram on to `to` unchanged until
+/// it is killed (or after two quiet seconds).
+fn forward(to: u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    println!("port {}", socket.local_addr().expect("addr").port());
+    socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let mut buf = [0u8; 256];
+    while let Ok(n) = socket.recv(&mut buf) {
+        let _ = socket.send_to(&buf[..n], ("127.0.0.1", to));
     }
 }
 

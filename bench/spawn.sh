@@ -12,6 +12,12 @@
 #   spawn->exit = until the command returned       (adds the teardown, shown for completeness)
 # Rows:
 #   plain exec       fork+exec of stamp
+#   glibc exec       a 3-line static glibc program that execs stamp: what one glibc process start
+#                    costs on this machine before its main() runs (glibc 2.36's CPU feature
+#                    and cache detection executes 68 CPUID instructions, each a trap into the
+#                    hypervisor on a virtual machine). bwrap is one such process; `vitrine run`
+#                    is two (the supervisor and the shim's fresh image), plus Rust's runtime
+#                    and the page faults of a larger program
 #   bwrap            bwrap --unshare-all --die-with-parent --ro-bind / / stamp
 #   vitrine run      a whole `vitrine run` of stamp: process start, policy load, sha256
 #                    verification into a sealed memfd, seccomp compilation, cgroup, shim, every
@@ -70,6 +76,12 @@ void _start(void) {
 EOF
 cc -O2 -static -nostdlib -fno-stack-protector -o "$WORK/stamp" "$WORK/stamp.c"
 STAMP="$WORK/stamp"
+cat > "$WORK/hop.c" <<'EOF'
+/* One glibc process start, then exec of argv[1]. */
+#include <unistd.h>
+int main(int argc, char **argv) { (void)argc; execv(argv[1], argv + 1); return 127; }
+EOF
+cc -O2 -static -o "$WORK/hop" "$WORK/hop.c"
 cat > "$WORK/policies/bench.toml" <<EOF
 [visualization]
 name = "bench-spawn"
@@ -99,14 +111,15 @@ port = 9000
 EOF
 
 export VITRINE_SHIM="$BIN/vitrine-shim"
-python3 - "$RUNS" "$BIN/vitrine" "$WORK/policies/bench.toml" "$STAMP" "${TRACE:-0}" "${BASELINE:-}" <<'EOF'
+python3 - "$RUNS" "$BIN/vitrine" "$WORK/policies/bench.toml" "$STAMP" "${TRACE:-0}" "${BASELINE:-}" "$WORK/hop" <<'EOF'
 import os, re, subprocess, sys, time
 
 runs, vitrine, policy, stamp = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-trace, baseline = sys.argv[5] == "1", sys.argv[6]
+trace, baseline, hop = sys.argv[5] == "1", sys.argv[6], sys.argv[7]
 env = dict(os.environ)
 commands = {
     "plain exec": ([stamp], env),
+    "glibc exec": ([hop, stamp], env),
     "bwrap --unshare-all": (["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", stamp], env),
     "vitrine run": ([vitrine, "run", policy], env),
 }
