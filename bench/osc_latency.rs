@@ -7,22 +7,26 @@
 //! A third path measures the floor of any relay on this machine: a plain forwarder process
 //! (this binary with `--forward`: one blocking recv(2) and one send(2) per datagram, no
 //! decoding) in the same place as vitrine. Two hops cost two wake-ups where the direct path
-//! costs one, and which CPU the kernel picks for each wake-up decides most of the time on a
-//! small virtual machine; the forwarder pays exactly what vitrine pays for that, so
-//! `vitrine / forwarder` is what vitrine itself adds.
+//! costs one, and on a small virtual machine which CPU the kernel picks for each wake-up
+//! decides most of the time; the forwarder pays the same two hops, so where the placement is
+//! fixed (`split` below) `vitrine / forwarder` is what vitrine itself adds.
 //!
 //! Two layouts of the processes on the CPUs, both measured:
-//! - `shared`: wherever the kernel puts them. The sender is a process on the same box, so the
-//!   first wake-up of a relayed message preempts it, and the kernel then often places the
-//!   receiver's wake-up on the other, idle CPU: a cold wake-up the direct path never pays.
+//! - `shared`: wherever the kernel puts them. The sender is then a process on the same vCPUs,
+//!   and each wake-up lands on a vCPU that is running (the woken thread preempts and runs at
+//!   once) or on a halted one (about 45 µs to wake on the reference VM), depending on where
+//!   the threads ran before. The forwarder shows what any relay pays for that.
 //! - `split`: the sender alone on CPU 0; relay, forwarder and receiver on CPU 1. This is how a
 //!   controller on the network reaches a box: its datagrams come from a NIC interrupt, never
 //!   from a process whose time slice the relay could take.
 //!
-//! Interleaving: the sender rotates the path every [`BLOCK`] (each path at the full rate
-//! while it sends), so all see the same machine state — other work on the box, frequency and
-//! idle states — within a twentieth of a second. A run is repeated [`REPEATS`] times; each
-//! repeat prints its rows and the load average, and the summary gives the range over repeats.
+//! Interleaving: the sender sends at the rate and the paths take turns message by message (each
+//! path carries a third of the rate), so all see the same machine state — other work on the
+//! box, frequency and idle states — and a stall of the virtual machine's host delays all of
+//! them alike instead of filling one path's tail. (Turns of 50 ms each let a single stall of a
+//! few milliseconds decide a path's p99: a repeat's p99 ratio then ranged 0.3–4×.) A run is
+//! repeated [`REPEATS`] times; each repeat prints its rows and the load average, and the
+//! summary gives the range over repeats.
 //!
 //! Run: `bench/osc_latency.sh` (builds the release `vitrine` first), or
 //! `VITRINE_BIN=target/release/vitrine cargo bench -p vitrine-osc --bench osc_latency`.
@@ -40,12 +44,11 @@ use shared::{loadavg, vitrine_bin};
 use vitrine_osc::encode::encode_message;
 use vitrine_osc::wire::{self, Arg};
 
-/// Seconds of sending per path, rate and repeat.
+/// Messages per path, rate and repeat: this many seconds' worth at the rate (a run sends three
+/// times as many, one path after the other).
 const SECONDS_PER_PATH: u64 = 3;
 const REPEATS: usize = 3;
 const RATES: [u64; 2] = [1000, 10_000];
-/// How long the sender stays on one path before switching to the other.
-const BLOCK: Duration = Duration::from_millis(50);
 /// The last part of each gap between sends is spun rather than slept, for accurate pacing.
 const SPIN: Duration = Duration::from_micros(60);
 const DIRECT: u64 = 0;
@@ -236,7 +239,7 @@ fn start_relay(vitrine: &Path, dir: &Path, to: u16, cpu: Option<usize>) -> (Chil
 }
 
 /// Paced sends of `count` messages per path, on `cpu` if given; the deadline of message i is
-/// start + i/rate, and the path changes every [`BLOCK`].
+/// start + i/rate, and message i takes path i mod 3.
 fn send(ports: [u16; 3], rate: u64, count: u64, cpu: Option<usize>) {
     if let Some(cpu) = cpu {
         pin_this_thread(cpu);
@@ -246,12 +249,11 @@ fn send(ports: [u16; 3], rate: u64, count: u64, cpu: Option<usize>) {
         socket.connect(("127.0.0.1", port)).expect("connect");
         socket
     });
-    let per_block = (rate * BLOCK.as_millis() as u64 / 1000).max(1);
     let mut buf = Vec::new();
     let start = Instant::now();
     let paths = [DIRECT, RELAYED, FORWARDED];
     for i in 0..paths.len() as u64 * count {
-        let path = paths[((i / per_block) % paths.len() as u64) as usize];
+        let path = paths[(i % paths.len() as u64) as usize];
         let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
         // Sleep most of the gap and spin only the last stretch: a sender spinning a whole core
         // would steal the CPU the relay and the receiver need on a small box.
