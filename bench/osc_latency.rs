@@ -105,17 +105,16 @@ fn main() {
                     );
                 }
                 let ratio = |a: &Stats, b: &Stats| (a.p50 / b.p50, a.p99 / b.p99);
-                for (name, (p50, p99)) in [
+                let [over_direct, floor, over_forwarder] = [
                     ("vitrine / direct", ratio(relayed, direct)),
                     ("forwarder / direct", ratio(forwarded, direct)),
                     ("vitrine / forwarder", ratio(relayed, forwarded)),
-                ] {
+                ];
+                for (name, (p50, p99)) in [over_direct, floor, over_forwarder] {
                     println!("| {repeat} | {l} | {rate} | {name} | {p50:.2}× | {p99:.2}× | | |");
                 }
-                let (p50, p99) = ratio(relayed, direct);
-                ratios.push((l, rate, p50, p99));
-                let (p50, p99) = ratio(relayed, forwarded);
-                over_floor.push((l, rate, p50, p99));
+                ratios.push((l, rate, over_direct.1.0, over_direct.1.1));
+                over_floor.push((l, rate, over_forwarder.1.0, over_forwarder.1.1));
             }
         }
     }
@@ -160,23 +159,15 @@ fn run(rate: u64, vitrine: &Path, dir: &Path, layout: Layout) -> [Stats; 3] {
     let mut receiver =
         pinned(rest, &exe).arg("--receive").stdout(Stdio::piped()).spawn().expect("receiver");
     let mut lines = BufReader::new(receiver.stdout.take().expect("stdout")).lines();
-    let port: u16 = lines
-        .next()
-        .and_then(|l| l.ok())
-        .and_then(|l| l.strip_prefix("port ")?.parse().ok())
-        .expect("receiver port");
+    let port = read_port(&mut lines);
     let (mut relay, listen) = start_relay(vitrine, dir, port, rest);
     let mut forwarder = pinned(rest, &exe)
         .args(["--forward", &port.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("forwarder");
-    let forward_port: u16 = BufReader::new(forwarder.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .and_then(|l| l.ok())
-        .and_then(|l| l.strip_prefix("port ")?.parse().ok())
-        .expect("forwarder port");
+    let forward_port =
+        read_port(&mut BufReader::new(forwarder.stdout.take().expect("stdout")).lines());
     let sender_cpu = layout.cpus.map(|(sender, _)| sender);
     let ports = [port, listen, forward_port];
     std::thread::scope(|s| {
@@ -195,6 +186,15 @@ fn run(rate: u64, vitrine: &Path, dir: &Path, layout: Layout) -> [Stats; 3] {
         let _ = child.wait();
     }
     stats
+}
+
+/// The `port N` line a receiver or forwarder prints first.
+fn read_port(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> u16 {
+    lines
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| l.strip_prefix("port ")?.parse().ok())
+        .expect("the child's port")
 }
 
 /// `program`, run on `cpu` when there is one (through taskset).
